@@ -1,0 +1,172 @@
+"""Command-line arguments and the one frozen run configuration.
+
+Flag names follow the official code (snucml/LargeLossMatters), so its command lines run unchanged.
+The config is built once and never edited: whatever changes with the epoch is a pure function of
+the epoch (see ``losses.modification_rate``).
+"""
+import argparse
+import dataclasses
+import os
+
+import losses
+
+DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
+ARCHS = ("resnet18", "resnet50", "resnet101")
+
+# Settings the authors published for Table 2 (upstream issue #4; SPEC section 6):
+# optimizer, lr, and the best delta_rel (percent per epoch) of each scheme.
+PAPER_SETTINGS = {
+    "pascal": dict(optimizer="sgd", lr=5e-3, delta_rel={"LL-R": 0.2, "LL-Ct": 0.2, "LL-Cp": 0.1}),
+    "coco": dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}),
+    "nuswide": dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}),
+    "cub": dict(optimizer="adam", lr=7.5e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.4, "LL-Cp": 0.2}),
+}
+
+
+class UserError(Exception):
+    """A problem the user can fix (arguments, data, weights, a diverging run): main() prints the
+    message without a traceback and exits with status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dataset: str
+    data_dir: str
+    mod_scheme: str
+    delta_rel: float
+    train_set_variant: str
+    optimizer: str
+    lr: float
+    lr_mult: float
+    bsize: int
+    num_epochs: int
+    arch: str
+    weights: str
+    image_size: int
+    train_mode: str
+    linear_init_epochs: int
+    val_frac: float
+    split_seed: int
+    ss_frac_train: float
+    ss_seed: int
+    early_stop_drop: float
+    seed: int
+    num_workers: int
+    device: str
+    save_path: str
+    exp_name: str
+    overwrite: bool
+
+    @property
+    def run_dir(self):
+        return os.path.join(self.save_path, self.exp_name)
+
+    def frozen_backbone(self, epoch):
+        """LinearInit trains only the head in its first ``linear_init_epochs`` (1-based) epochs."""
+        return self.train_mode == "linear_init" and epoch <= self.linear_init_epochs
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(
+        "Large Loss Matters: multi-label learning from partial labels",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="coco", choices=DATASETS,
+                   help="'demo' is generated on first use (no download); 'custom' reads --data_dir")
+    g.add_argument("--data_dir", default=None,
+                   help="folder in the formatted layout (data/README.md); default data/<dataset>")
+    g.add_argument("--train_set_variant", default="observed", choices=("observed", "clean"),
+                   help="'clean' trains on the full labels: the paper's 'Full label' upper bound")
+    g.add_argument("--val_frac", type=float, default=0.2, help="share of the official train set held out as val")
+    g.add_argument("--split_seed", type=int, default=1200, help="seed of the train/val split")
+    g.add_argument("--ss_frac_train", type=float, default=1.0,
+                   help="fraction of the training images kept (paper Fig. 6)")
+    g.add_argument("--ss_seed", type=int, default=999, help="seed of the training-image subsampling")
+    g.add_argument("--image_size", type=int, default=448, help="images are resized to a square of this side, in pixels")
+    g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes")
+
+    g = p.add_argument_group("method")
+    g.add_argument("--mod_scheme", default="AN", choices=losses.SCHEMES,
+                   help="AN: Naive assume-negative; LL-R: reject large losses; LL-Ct: correct them "
+                        "temporarily; LL-Cp: correct them permanently")
+    g.add_argument("--delta_rel", type=float, default=None,
+                   help="percent per epoch: LL-R/LL-Ct modify (t-1)*delta_rel %% of each batch's "
+                        "label entries in epoch t, LL-Cp delta_rel %% per batch from epoch 2. "
+                        "Default: the authors' best value for the dataset and scheme (0.1-0.4)")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default=None, choices=("adam", "sgd"),
+                   help="sgd uses momentum 0.9 and weight decay 1e-3 as upstream. Default: the authors' "
+                        "choice for the dataset (sgd on VOC, adam elsewhere)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="backbone learning rate. Default: the authors' value for the dataset (VOC 5e-3, "
+                        "COCO and NUS-WIDE 1e-5, CUB 7.5e-5; 1e-5 for others)")
+    g.add_argument("--lr_mult", type=float, default=10, help="the linear head's lr is lr * lr_mult")
+    g.add_argument("--bsize", type=int, default=16, help="batch size: it sets the k of each batch")
+    g.add_argument("--num_epochs", type=int, default=10)
+    g.add_argument("--early_stop_drop", type=float, default=3.0,
+                   help="stop when val mAP falls more than this many points below the best")
+    g.add_argument("--seed", type=int, default=0,
+                   help="training seed (init, shuffling, flips); the observed labels have their own seed "
+                        "(1200, fixed when the dataset is prepared)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", default="resnet50", choices=ARCHS)
+    g.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), or a path to a "
+                        "backbone state_dict")
+    g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
+                   help="linear_init: freeze the backbone for --linear_init_epochs epochs, then fine-tune all")
+    g.add_argument("--linear_init_epochs", type=int, default=1,
+                   help="frozen-backbone epochs of linear_init (counted in --num_epochs)")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default=os.environ.get("LLM_DEVICE", "auto"),
+                   help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'...; env LLM_DEVICE")
+    g.add_argument("--save_path", default="runs", help="parent folder of run folders")
+    g.add_argument("--exp_name", default=None,
+                   help="run folder name; default <dataset>_<scheme>_d<delta_rel>_<arch>_s<seed>")
+    g.add_argument("--overwrite", action="store_true", help="replace a run folder that holds a finished run")
+    return p
+
+
+def paper_defaults(dataset, mod_scheme):
+    """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
+    settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
+    delta_rel = 0.0 if mod_scheme == "AN" else settings["delta_rel"].get(mod_scheme)
+    return dict(optimizer=settings["optimizer"], lr=settings["lr"], delta_rel=delta_rel)
+
+
+def build_config(args):
+    """Validate the parsed arguments and derive what follows from them, once."""
+    defaults = paper_defaults(args.dataset, args.mod_scheme)
+    args = argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
+    if args.delta_rel is None:
+        raise UserError(f"no published delta_rel for {args.mod_scheme} on {args.dataset}: pass --delta_rel "
+                        f"(percent per epoch; the authors' values are 0.1-0.4)")
+    if args.delta_rel < 0:
+        raise UserError(f"--delta_rel must be >= 0 (percent per epoch), got {args.delta_rel}")
+    if args.mod_scheme in ("LL-R", "LL-Ct", "LL-Cp") and args.delta_rel == 0:
+        raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
+                          f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
+    last_rate = losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
+    if last_rate >= 1:
+        raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
+                          f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
+    for name in ("bsize", "num_epochs", "image_size"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be positive")
+    if not 0 < args.ss_frac_train <= 1 or not 0 <= args.val_frac < 1:
+        raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
+    if args.train_mode == "linear_init" and not 0 < args.linear_init_epochs < args.num_epochs:
+        raise UserError("--linear_init_epochs must be in [1, --num_epochs)")
+    if args.dataset == "custom" and args.data_dir is None:
+        raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
+
+    data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
+    exp_name = args.exp_name or f"{args.dataset}_{args.mod_scheme}_d{args.delta_rel:g}_{args.arch}_s{args.seed}"
+    if args.train_set_variant == "clean" and args.exp_name is None:
+        exp_name = f"{args.dataset}_full_{args.arch}_s{args.seed}"
+    fields = {f.name for f in dataclasses.fields(Config)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    return Config(**{**values, "data_dir": data_dir, "exp_name": exp_name})

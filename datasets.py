@@ -1,0 +1,173 @@
+"""Formatted multi-label datasets: loading, observed-label simulation, splits, transforms.
+
+Every dataset, real or generated, lives in one folder in the *formatted layout* (data/README.md):
+``formatted_{train,val}_{images,labels,labels_obs}.npy`` plus an image folder. The official train
+set is split into our train/val; the official val set is our test set (SPEC section 3).
+"""
+import dataclasses
+import os
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from config import UserError
+
+
+def generate_observed_labels(labels, num_pos=1, num_neg=0, seed=1200):
+    """Simulate partial labels from a full 0/1 label matrix, bit-identical to Cole et al.'s generator.
+
+    Args:
+        labels: (N, K) array of 0/1 ground-truth labels.
+        num_pos: positives kept per row (-1 keeps all).
+        num_neg: negatives kept per row (-1 keeps all).
+        seed: seed of the fresh ``numpy.random.RandomState`` used for this matrix (one per phase).
+    Returns:
+        (N, K) int8 array in {-1, 0, +1}: observed negative, unobserved, observed positive.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be a 2-D 0/1 matrix, got shape {labels.shape} "
+                         f"with values {np.unique(labels)[:10]}")
+    rng = np.random.RandomState(seed)
+    observed = np.zeros(labels.shape, dtype=np.int8)
+    for i, row in enumerate(labels):
+        # Both shuffles always run, even with num_neg == 0: they consume random numbers, and the
+        # upstream generator's stream (hence its labels) depends on that.
+        for value, count, mark in ((1, num_pos, 1), (0, num_neg, -1)):
+            idx = np.nonzero(row == value)[0]
+            rng.shuffle(idx)
+            observed[i, idx if count == -1 else idx[:count]] = mark
+    return observed
+
+
+def split_indices(num_examples, val_frac=0.2, seed=1200):
+    """Split the official train set into (train_idx, val_idx), sorted, as Cole et al. do (SPEC 3)."""
+    num_val = int(np.round(val_frac * num_examples))
+    perm = np.random.RandomState(seed).permutation(num_examples)
+    # perm[num_examples - num_val:] rather than upstream's perm[-num_val:], which takes everything
+    # when num_val == 0.
+    return np.sort(perm[:num_examples - num_val]), np.sort(perm[num_examples - num_val:])
+
+
+def subsample_indices(indices, frac, seed=999):
+    """Keep the first round(frac * n) of a seeded permutation of ``indices``, sorted (paper Fig. 6)."""
+    num_keep = int(np.round(frac * len(indices)))
+    return indices[np.sort(np.random.RandomState(seed).permutation(len(indices))[:num_keep])]
+
+
+# Where each dataset's images lie, relative to its data_dir (the upstream layouts).
+IMAGE_ROOTS = {
+    "pascal": "VOCdevkit/VOC2012/JPEGImages",
+    "coco": "",
+    "nuswide": "Flickr",
+    "cub": "CUB_200_2011/images",
+    "openimages": "images",
+    "demo": "images",
+    "custom": "",
+}
+PHASES = ("train", "val")   # the official splits, as stored; our test set is the official val
+
+
+@dataclasses.dataclass
+class Split:
+    """One evaluated or trained subset: image paths and its label matrices."""
+    images: np.ndarray             # (N,) absolute paths
+    labels: Optional[np.ndarray]   # (N, K) 0/1 ground truth; None where unknown (OpenImages)
+    labels_obs: np.ndarray         # (N, K) -1/0/+1 observed labels
+
+    def __len__(self):
+        return len(self.images)
+
+
+def load_formatted(data_dir, phase):
+    """Read and check one official split of a formatted dataset folder."""
+    def path(kind):
+        return os.path.join(data_dir, f"formatted_{phase}_{kind}.npy")
+
+    for kind in ("images", "labels_obs"):
+        if not os.path.isfile(path(kind)):
+            raise UserError(f"missing {path(kind)}: prepare the dataset first (data/README.md)")
+    images = np.load(path("images"))
+    labels_obs = np.load(path("labels_obs"), mmap_mode="r")
+    labels = np.load(path("labels"), mmap_mode="r") if os.path.isfile(path("labels")) else None
+    if images.ndim != 1 or labels_obs.ndim != 2 or len(images) != len(labels_obs):
+        raise UserError(f"{data_dir} ({phase}): {path('images')} has shape {images.shape} but "
+                          f"{path('labels_obs')} has {labels_obs.shape}; expected (N,) and (N, K)")
+    _check_values(labels_obs, (-1, 0, 1), path("labels_obs"))
+    if labels is not None:
+        if labels.shape != labels_obs.shape:
+            raise UserError(f"{path('labels')} has shape {labels.shape}, "
+                              f"{path('labels_obs')} has {labels_obs.shape}")
+        _check_values(labels, (0, 1), path("labels"))
+        if ((labels_obs == 1) & (labels == 0)).any() or ((labels_obs == -1) & (labels == 1)).any():
+            raise UserError(f"{path('labels_obs')} contradicts {path('labels')}: an observed label "
+                              f"must agree with the ground truth")
+    return images, labels, labels_obs
+
+
+def _check_values(matrix, allowed, name):
+    bad = ~np.isin(matrix, allowed)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise UserError(f"{name}: value {matrix[row, col]} at [{row}, {col}]; allowed {allowed}")
+
+
+def load_splits(cfg):
+    """Train / val / test splits of the dataset named in ``cfg`` (SPEC section 3)."""
+    image_root = os.path.join(cfg.data_dir, IMAGE_ROOTS[cfg.dataset])
+    (train_images, train_labels, train_obs), test = (load_formatted(cfg.data_dir, p) for p in PHASES)
+    if train_obs.shape[1] != test[2].shape[1]:
+        raise UserError(f"{cfg.data_dir}: train has {train_obs.shape[1]} classes, val {test[2].shape[1]}")
+    if cfg.train_set_variant == "clean":
+        if train_labels is None:
+            raise UserError(f"--train_set_variant clean needs formatted_train_labels.npy in {cfg.data_dir}")
+        train_obs = train_labels
+
+    train_idx, val_idx = split_indices(len(train_images), cfg.val_frac, cfg.split_seed)
+    train_idx = subsample_indices(train_idx, cfg.ss_frac_train, cfg.ss_seed)
+
+    def subset(images, labels, labels_obs, idx=slice(None)):
+        paths = np.array([os.path.join(image_root, p) for p in images[idx]])
+        return Split(paths, None if labels is None else np.asarray(labels[idx], np.float32),
+                     np.asarray(labels_obs[idx], np.float32))
+
+    splits = {"train": subset(train_images, train_labels, train_obs, train_idx),
+              "val": subset(train_images, train_labels, train_obs, val_idx),
+              "test": subset(*test)}
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise UserError(f"the {name} split of {cfg.data_dir} is empty")
+        missing = [p for p in split.images if not os.path.isfile(p)]
+        if missing:
+            raise UserError(f"{len(missing)} of {len(split)} {name} images are missing under "
+                              f"{image_root}, e.g. {missing[0]}")
+    return splits
+
+
+def image_transform(image_size, train):
+    """Square resize, a random flip when training, ImageNet normalisation (as upstream)."""
+    flip = [transforms.RandomHorizontalFlip(0.5)] if train else []
+    return transforms.Compose([transforms.Resize((image_size, image_size)), *flip, transforms.ToTensor(),
+                               transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+
+
+class ImageDataset(Dataset):
+    """Images and their row index; labels stay with the training loop, which owns (and for LL-Cp
+    edits) them, so no worker process ever holds a stale copy."""
+
+    def __init__(self, paths, transform):
+        self.paths = paths
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, idx):
+        try:
+            with Image.open(self.paths[idx]) as image:
+                return self.transform(image.convert("RGB")), idx
+        except (OSError, SyntaxError) as err:    # PIL raises these for truncated or corrupt files
+            raise UserError(f"cannot read image {self.paths[idx]}: {err}") from err

@@ -1,0 +1,25 @@
+"""Train and evaluate a multi-label classifier from partial labels: python main.py --help"""
+import sys
+
+import train
+from config import UserError, build_config, get_args_parser
+
+
+def main(argv=None):
+    parser = get_args_parser()
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in the run folder from its last completed epoch")
+    args = parser.parse_args(argv)
+    try:
+        cfg = build_config(args)
+        print(f"git commit {train.git_state()['commit']}; run folder {cfg.run_dir}")
+        train.seed_everything(cfg.seed)
+        train.run(cfg, resume=args.resume)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Losses against values computed by hand from the paper's equations on a 2x3 example."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losses import compute_batch_loss, large_loss_mask, modification_rate, num_to_modify
+
+
+def softplus(x):
+    """BCE(x, 0) = log(1 + e^x); BCE(x, 1) = softplus(-x)."""
+    return math.log1p(math.exp(x))
+
+
+# Rows: images; columns: classes. Observed: +1 at (0,0), -1 at (1,1), the rest unobserved.
+LOGITS = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+OBS = torch.tensor([[1, 0, 0], [0, -1, 0]])
+# Assume-negative loss of every entry: (0,0) is positive, all others negative targets.
+AN = [[softplus(-2.0), softplus(-1.0), softplus(0.5)], [softplus(0.0), softplus(3.0), softplus(-2.0)]]
+# Unobserved losses: (0,1) 0.313, (0,2) 0.974, (1,0) 0.693, (1,2) 0.127; the largest two are
+# (0,2) and (1,0). (1,1) has the largest loss of all (3.049) but is observed: never modified.
+TOP2 = torch.tensor([[False, False, True], [True, False, False]])
+
+
+def test_rate_schedule_in_percent_per_epoch():
+    assert modification_rate(1, "LL-R", 0.2) == 0.0                      # warm-up
+    assert modification_rate(1, "LL-Cp", 0.2) == 0.0
+    assert modification_rate(3, "LL-R", 0.2) == pytest.approx(0.004)     # (3-1) * 0.2 %
+    assert modification_rate(7, "LL-Ct", 0.5) == pytest.approx(0.03)
+    assert modification_rate(7, "LL-Cp", 0.5) == pytest.approx(0.005)    # constant
+    assert modification_rate(7, "AN", 0.5) == 0.0
+    with pytest.raises(ValueError):
+        modification_rate(2, "LL-X", 0.1)
+
+
+def test_k_from_epoch_does_not_drift():
+    # SPEC 4: delta 0.5 %, epoch 6, B=16, K=20: k = ceil(320 * 0.025) = 8.
+    assert num_to_modify(16, 20, modification_rate(6, "LL-R", 0.5)) == 8
+    # Upstream's repeated subtraction drifts to 9 here.
+    clean_rate = 1.0
+    for _ in range(5):
+        clean_rate -= 0.5 / 100
+    assert math.ceil(16 * 20 * (1 - clean_rate)) == 9
+    # The last, smaller batch has its own k: ceil(5 * 20 * 0.025) = 3.
+    assert num_to_modify(5, 20, modification_rate(6, "LL-R", 0.5)) == 3
+    assert num_to_modify(16, 80, modification_rate(3, "LL-Ct", 0.2)) == math.ceil(1280 * 0.004)  # 6
+
+
+@pytest.mark.parametrize("scheme", ["AN", "LL-R", "LL-Ct", "LL-Cp"])
+def test_epoch_one_is_plain_assume_negative(scheme):
+    loss, modified = compute_batch_loss(LOGITS, OBS, scheme, delta_rel=30, epoch=1)
+    assert not modified.any()
+    assert loss.item() == pytest.approx(sum(map(sum, AN)) / 6, rel=1e-6)
+    target = (OBS == 1).float()
+    assert loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(LOGITS, target).item(), rel=1e-6)
+
+
+def test_ll_r_rejects_the_k_largest_unobserved_losses():
+    # Epoch 2, delta 30 %: r = 0.3, k = ceil(6 * 0.3) = 2.
+    loss, modified = compute_batch_loss(LOGITS, OBS, "LL-R", delta_rel=30, epoch=2)
+    assert torch.equal(modified, TOP2)
+    expected = (AN[0][0] + AN[0][1] + 0 + 0 + AN[1][1] + AN[1][2]) / 6
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ll_ct_corrects_the_k_largest_unobserved_losses():
+    loss, modified = compute_batch_loss(LOGITS, OBS, "LL-Ct", delta_rel=30, epoch=2)
+    assert torch.equal(modified, TOP2)
+    expected = (AN[0][0] + AN[0][1] + softplus(-0.5) + softplus(-0.0) + AN[1][1] + AN[1][2]) / 6
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ll_ct_grows_k_while_ll_cp_keeps_it_constant():
+    # Epoch 3, delta 30 %: LL-Ct r = 0.6, k = ceil(3.6) = 4 (all unobserved); LL-Cp r = 0.3, k = 2.
+    _, modified_ct = compute_batch_loss(LOGITS, OBS, "LL-Ct", delta_rel=30, epoch=3)
+    _, modified_cp = compute_batch_loss(LOGITS, OBS, "LL-Cp", delta_rel=30, epoch=3)
+    assert torch.equal(modified_ct, OBS == 0)
+    assert torch.equal(modified_cp, TOP2)
+
+
+def test_k_beyond_the_unobserved_entries_never_touches_observed_ones():
+    # r = 0.9: k = ceil(5.4) = 6 > 4 unobserved entries; the observed (0,0) and (1,1) keep their loss.
+    loss, modified = compute_batch_loss(LOGITS, OBS, "LL-R", delta_rel=90, epoch=2)
+    assert torch.equal(modified, OBS == 0)
+    assert loss.item() == pytest.approx((AN[0][0] + AN[1][1]) / 6, rel=1e-6)
+
+
+def test_only_unobserved_entries_are_modified_and_count_is_k():
+    gen = torch.Generator().manual_seed(0)
+    for batch_size in (16, 7):                   # a full batch and a smaller last batch
+        logits = torch.randn(batch_size, 20, generator=gen) * 3
+        obs = torch.randint(-1, 2, (batch_size, 20), generator=gen)
+        obs[:, :10] = 0                            # enough unobserved entries for k
+        _, modified = compute_batch_loss(logits, obs, "LL-Ct", delta_rel=2.5, epoch=5)
+        assert not (modified & (obs != 0)).any()
+        assert modified.sum().item() == math.ceil(batch_size * 20 * 4 * 2.5 / 100)
+        unobserved_losses = F.softplus(logits)[obs == 0]
+        threshold = unobserved_losses.sort(descending=True).values[modified.sum() - 1]
+        assert (F.softplus(logits)[modified] >= threshold).all()
+
+
+def test_rate_zero_equals_assume_negative_bce():
+    logits = torch.randn(4, 5)
+    obs = torch.tensor([[1, 0, 0, -1, 0]] * 4)
+    loss, modified = compute_batch_loss(logits, obs, "LL-R", delta_rel=0.0, epoch=5)
+    assert not modified.any()
+    target = (obs == 1).float()
+    assert torch.allclose(loss, F.binary_cross_entropy_with_logits(logits, target))
+
+
+def test_large_loss_mask_with_k_zero_and_gradients_flow():
+    assert not large_loss_mask(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), 0).any()
+    logits = LOGITS.clone().requires_grad_()
+    loss, _ = compute_batch_loss(logits, OBS, "LL-R", delta_rel=30, epoch=2)
+    loss.backward()
+    assert logits.grad[0, 2] == 0 and logits.grad[1, 0] == 0      # rejected: no gradient
+    # d/dx softplus(x) / 6 = sigmoid(x) / 6 for a kept negative term.
+    assert logits.grad[0, 1].item() == pytest.approx(torch.sigmoid(torch.tensor(-1.0)).item() / 6, rel=1e-6)

@@ -1,0 +1,132 @@
+"""The training loop and the CLI, end to end on a tiny generated dataset."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import main
+import train
+from config import build_config, get_args_parser
+from data.demo import ensure_demo_dataset
+
+TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
+        "--bsize", "16", "--lr", "1e-3"]
+# 96 official train images: 77 train (batches of 16, 16, 16, 16 and 13) and 19 val; 48 test.
+TRAIN_BATCHES = [16, 16, 16, 16, 13]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("demo"))
+    ensure_demo_dataset(folder, num_images={"train": 96, "val": 48})
+    return folder
+
+
+def cli(demo_dir, save_path, *extra):
+    return ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(save_path), *TINY, *extra]
+
+
+def test_cli_end_to_end_on_demo(demo_dir, tmp_path, capsys):
+    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "2", "--mod_scheme", "LL-Ct",
+                         "--delta_rel", "5", "--exp_name", "run")) == 0
+    run_dir = tmp_path / "run"
+    results = json.loads((run_dir / "results.json").read_text())
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert 0 < results["test_map"] <= 100 and results["best_epoch"] in (1, 2)
+    assert results["best_val_map"] == max(r["val_map"] for r in log)
+    # Epoch 1 is the warm-up; epoch 2 modifies k = ceil(B * K * 5 %) entries per batch:
+    # ceil(9.6) = 10 in the full batches, ceil(7.8) = 8 in the last one.
+    assert log[0]["num_modified"] == 0
+    assert log[1]["num_modified"] == 4 * 10 + 8
+    assert 0 <= log[1]["modification_precision"] <= 1
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["mod_scheme"] == "LL-Ct" and config["delta_rel"] == 5
+    assert {"commit", "dirty"} <= set(json.loads((run_dir / "git.json").read_text()))
+    assert "Test mAP" in capsys.readouterr().out
+    # A finished run is not overwritten by accident.
+    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "2", "--mod_scheme", "LL-Ct",
+                         "--delta_rel", "5", "--exp_name", "run")) == 2
+    assert "finished run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--mod_scheme", "LL-R", "--delta_rel", "-1"], "--delta_rel must be >= 0"),
+    (["--mod_scheme", "LL-R", "--delta_rel", "12"], "below 100 %"),           # 9 * 12 % by epoch 10
+    (["--mod_scheme", "LL-R", "--delta_rel", "0"], "is Naive AN"),
+    (["--mod_scheme", "LL-R"], "no published delta_rel"),
+    (["--weights", "/nonexistent.pth"], "no such file"),
+])
+def test_cli_rejects_bad_arguments(demo_dir, tmp_path, capsys, extra, message):
+    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "10", *extra)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ll_cp_corrections_persist_through_the_loop(demo_dir, tmp_path):
+    """The real train_one_epoch with worker processes: each corrected entry is written as +1 once
+    and never selected again; observed entries never change."""
+    cfg = build_config(get_args_parser().parse_args(
+        cli(demo_dir, tmp_path, "--mod_scheme", "LL-Cp", "--delta_rel", "2", "--num_epochs", "3")
+        + ["--num_workers", "2"]))
+    splits = train.datasets.load_splits(cfg)
+    torch.manual_seed(0)
+    model = train.build_model(cfg.arch, 12, "none")
+    optimizer = train.build_optimizer(model, cfg)
+    labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
+    initial = labels_obs.clone()
+    labels_true = torch.as_tensor(splits["train"].labels).bool()
+    loader = train.make_loader(splits["train"], cfg, train=True, generator=torch.Generator().manual_seed(0))
+    corrected_so_far = 0
+    for epoch in (1, 2, 3):
+        stats = train.train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, "cpu")
+        corrected = ((labels_obs == 1) & (initial == 0)).sum().item()
+        # LL-Cp: k = ceil(B * K * 2 %) per batch from epoch 2: ceil(3.84) = ceil(3.12) = 4.
+        assert stats["num_modified"] == (0 if epoch == 1 else 5 * 4)
+        assert corrected == corrected_so_far + stats["num_modified"]    # all new: none selected twice
+        corrected_so_far = corrected
+        assert torch.equal(labels_obs[initial != 0], initial[initial != 0])
+        assert set(labels_obs.unique().tolist()) <= {-1, 0, 1}
+
+
+def test_model_selection_and_early_stop(demo_dir, tmp_path, monkeypatch):
+    """Best val epoch is kept; a drop of more than 3 points stops; test uses the best weights."""
+    val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
+    seen_test_weights = []
+
+    def scripted_evaluate(model, loader, split, device, desc="eval"):
+        if desc == "test":
+            seen_test_weights.append(model.head.bias.detach().clone())
+            return {"map": 42.0}
+        return {"map": next(val_maps)}
+
+    saved = {}
+    real_save = train.save_atomic
+
+    def recording_save(obj, path):
+        if path.endswith("best.pt"):
+            saved[obj["epoch"]] = obj["model"]["head.bias"].clone()
+        real_save(obj, path)
+
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    monkeypatch.setattr(train, "save_atomic", recording_save)
+    cfg = build_config(get_args_parser().parse_args(
+        cli(demo_dir, tmp_path, "--mod_scheme", "AN", "--num_epochs", "5")))
+    results = train.run(cfg)
+    assert results["best_epoch"] == 2 and results["best_val_map"] == 60.0
+    assert results["epochs_run"] == 4 and results["stopped_early"]         # 60 - 56.9 > 3
+    assert results["test_map"] == 42.0
+    assert sorted(saved) == [1, 2] and torch.equal(seen_test_weights[0], saved[2])
+
+
+def test_same_seed_same_numbers(demo_dir, tmp_path):
+    def once(name):
+        args = cli(demo_dir, tmp_path, "--mod_scheme", "LL-R", "--delta_rel", "5", "--num_epochs", "2",
+                   "--exp_name", name)
+        assert main.main(args) == 0
+        return [json.loads(l) for l in open(os.path.join(tmp_path, name, "log.jsonl"))]
+    first, second = once("a"), once("b")
+    for a, b in zip(first, second):
+        a.pop("time_s"), b.pop("time_s")
+    assert first == second

@@ -1,0 +1,275 @@
+"""Training and evaluation: ``train_one_epoch``, ``evaluate`` and ``run(cfg)``."""
+import dataclasses
+import json
+import math
+import os
+import random
+import subprocess
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import datasets
+import losses
+from config import UserError
+from data.demo import ensure_demo_dataset
+from metrics import mean_average_precision
+from models import build_model
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed, epoch):
+    """Each epoch's shuffling and flips depend only on (seed, epoch), so a resumed run matches."""
+    return seed * 1_000_003 + epoch
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def save_atomic(obj, path):
+    """Write then rename, so a kill at any moment leaves the previous good copy."""
+    tmp = f"{path}.tmp"
+    if path.endswith(".json"):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def git_state():
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def build_optimizer(model, cfg):
+    """Backbone at lr, linear head at lr * lr_mult (upstream's two parameter groups)."""
+    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
+              {"params": model.head.parameters(), "lr": cfg.lr * cfg.lr_mult}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=1e-3)
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def set_backbone_frozen(model, frozen):
+    """LinearInit's first phase: no gradients and fixed BatchNorm statistics in the backbone."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(not frozen)
+
+
+def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device):
+    """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``.
+
+    Args:
+        labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
+            its permanent corrections here, so they persist across epochs.
+        labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
+            entries are truly positive (the precision of modification, paper Fig. 4).
+    Returns:
+        dict of epoch statistics.
+    """
+    model.train()
+    if cfg.frozen_backbone(epoch):
+        model.backbone.eval()
+    total_loss = torch.zeros((), device=device)
+    num_modified = torch.zeros((), dtype=torch.long, device=device)
+    num_modified_true = torch.zeros((), dtype=torch.long, device=device)
+    num_seen = 0
+    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
+    for step, (images, idx) in enumerate(progress, start=1):
+        images = images.to(device, non_blocking=True)
+        idx = idx.to(device, non_blocking=True)
+        batch_obs = labels_obs[idx]                                             # (B, K)
+
+        logits = model(images)
+        loss, modified = losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch)
+        if not torch.isfinite(loss):
+            raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
+                            f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        if cfg.mod_scheme == "LL-Cp":
+            labels_obs[idx] = batch_obs.masked_fill(modified, 1)
+        total_loss += loss.detach() * len(idx)
+        num_modified += modified.sum()
+        if labels_true is not None:
+            num_modified_true += (modified & labels_true[idx]).sum()
+        num_seen += len(idx)
+        if step % 20 == 0:
+            progress.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
+
+    stats = {"train_loss": total_loss.item() / num_seen,
+             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel),
+             "num_modified": num_modified.item()}
+    if labels_true is not None:
+        stats["num_modified_true_pos"] = num_modified_true.item()
+        stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
+                                            if num_modified.item() else None)
+    return stats
+
+
+@torch.no_grad()
+def predict(model, loader, device, desc="eval"):
+    """(N, K) float32 logits of a loader's images, in dataset order."""
+    model.eval()
+    outputs = [model(images.to(device, non_blocking=True)).float()
+               for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
+    return torch.cat(outputs).cpu().numpy()
+
+
+def evaluate(model, loader, split, device, desc="eval"):
+    """mAP (percent) of the model on a split: on its full labels, or on its annotated entries
+    where the truth is only partially known (OpenImages)."""
+    scores = predict(model, loader, device, desc)
+    if split.labels is not None:
+        return {"map": mean_average_precision(split.labels, scores)}
+    return {"map": mean_average_precision(split.labels_obs == 1, scores, annotated=split.labels_obs != 0)}
+
+
+def modification_summary(labels_obs, initial_obs, labels_true):
+    """LL-Cp: how many entries are corrected so far, and the share that is truly positive."""
+    corrected = (labels_obs == 1) & (initial_obs == 0)
+    count = int(corrected.sum())
+    summary = {"num_corrected_total": count}
+    if labels_true is not None:
+        summary["corrected_precision_total"] = int((corrected & labels_true).sum()) / count if count else None
+    return summary
+
+
+def prepare_run_dir(cfg, resume):
+    """Create the run folder; refuse to overwrite a finished or interrupted run by accident."""
+    finished = os.path.exists(os.path.join(cfg.run_dir, "results.json"))
+    started = os.path.exists(os.path.join(cfg.run_dir, "last.pt"))
+    if finished and not cfg.overwrite:
+        raise UserError(f"{cfg.run_dir} holds a finished run; pass --overwrite to replace it "
+                        f"or --exp_name to choose another folder")
+    if started and not (resume or cfg.overwrite):
+        raise UserError(f"{cfg.run_dir} holds an interrupted run; pass --resume to continue it "
+                        f"or --overwrite to start again")
+    if cfg.overwrite and not resume:
+        for name in ("results.json", "last.pt", "best.pt", "log.jsonl"):
+            if os.path.exists(os.path.join(cfg.run_dir, name)):
+                os.remove(os.path.join(cfg.run_dir, name))
+    os.makedirs(cfg.run_dir, exist_ok=True)
+
+
+def make_loader(split, cfg, train, generator=None):
+    return DataLoader(datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size, train)),
+                      batch_size=cfg.bsize, shuffle=train, generator=generator, drop_last=False,
+                      num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+
+
+def run(cfg, resume=False):
+    """Train with model selection on val mAP, then report the best epoch's test mAP.
+
+    Writes into ``cfg.run_dir``: config.json, git.json, log.jsonl (one line per epoch), last.pt
+    (everything needed to resume), best.pt (the best epoch's weights) and results.json.
+    Returns the results dict.
+    """
+    device = resolve_device(cfg.device)
+    prepare_run_dir(cfg, resume)
+    if cfg.dataset == "demo":
+        ensure_demo_dataset(cfg.data_dir)
+    splits = datasets.load_splits(cfg)
+    num_classes = splits["train"].labels_obs.shape[1]
+    print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "
+          f"test {len(splits['test'])} images; device {device}")
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
+    optimizer = build_optimizer(model, cfg)
+    labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
+    initial_obs = labels_obs.clone()
+    labels_true = (None if splits["train"].labels is None
+                   else torch.as_tensor(splits["train"].labels, device=device).bool())
+    shuffle = torch.Generator()
+    loaders = {"train": make_loader(splits["train"], cfg, train=True, generator=shuffle),
+               "val": make_loader(splits["val"], cfg, train=False),
+               "test": make_loader(splits["test"], cfg, train=False)}
+
+    ckpt_path, best_path = (os.path.join(cfg.run_dir, n) for n in ("last.pt", "best.pt"))
+    state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
+    if resume and os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        labels_obs.copy_(ckpt["labels_obs"])
+        state = ckpt["state"]
+        print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
+    save_atomic(dataclasses.asdict(cfg), os.path.join(cfg.run_dir, "config.json"))
+    save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
+    with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
+        log.writelines(json.dumps(record) + "\n" for record in state["history"])
+
+    stopped_early = any(r.get("early_stop") for r in state["history"])
+    start = time.time()
+    for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
+        if stopped_early:
+            break
+        epoch_start = time.time()
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
+        set_backbone_frozen(model, cfg.frozen_backbone(epoch))
+        record = {"epoch": epoch, "frozen_backbone": cfg.frozen_backbone(epoch)}
+        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch, device))
+        if cfg.mod_scheme == "LL-Cp":
+            record.update(modification_summary(labels_obs, initial_obs, labels_true))
+        record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val")["map"]
+
+        if record["val_map"] > state["best_map"]:
+            state.update(best_map=record["val_map"], best_epoch=epoch)
+            save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
+        stopped_early = state["best_map"] - record["val_map"] > cfg.early_stop_drop
+        record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
+        state["history"].append(record)
+        state["epoch"] = epoch
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "labels_obs": labels_obs, "state": state}, ckpt_path)
+        with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
+            log.write(json.dumps(record) + "\n")
+        print(format_epoch(record, state, cfg.num_epochs))
+        if stopped_early:
+            print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
+                  f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
+
+    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+    test_map = evaluate(model, loaders["test"], splits["test"], device, "test")["map"]
+    results = {"test_map": test_map, "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
+               "epochs_run": state["epoch"], "stopped_early": stopped_early,
+               "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
+               "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,
+               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
+    save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
+    print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "
+          f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
+    return results
+
+
+def format_epoch(record, state, num_epochs):
+    line = (f"epoch {record['epoch']}/{num_epochs} | loss {record['train_loss']:.4f} | "
+            f"val mAP {record['val_map']:.2f} (best {state['best_map']:.2f} @ {state['best_epoch']})")
+    if record["num_modified"]:
+        line += f" | modified {record['num_modified']}"
+        if record.get("modification_precision") is not None:
+            line += f" ({100 * record['modification_precision']:.1f} % truly positive)"
+    return line + f" | {record['time_s']:.1f} s"

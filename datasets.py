@@ -76,7 +76,7 @@ class Split:
     """One evaluated or trained subset: image paths and its label matrices."""
     images: np.ndarray             # (N,) absolute paths
     labels: Optional[np.ndarray]   # (N, K) 0/1 ground truth; None where unknown (OpenImages)
-    labels_obs: np.ndarray         # (N, K) -1/0/+1 observed labels
+    labels_obs: np.ndarray         # (N, K) int8 -1/0/+1 observed labels
 
     def __len__(self):
         return len(self.images)
@@ -132,7 +132,7 @@ def load_splits(cfg):
     def subset(images, labels, labels_obs, idx=slice(None)):
         paths = np.array([os.path.join(image_root, p) for p in images[idx]])
         return Split(paths, None if labels is None else np.asarray(labels[idx], np.float32),
-                     np.asarray(labels_obs[idx], np.float32))
+                     np.asarray(labels_obs[idx], np.int8))
 
     splits = {"train": subset(train_images, train_labels, train_obs, train_idx),
               "val": subset(train_images, train_labels, train_obs, val_idx),
@@ -145,6 +145,17 @@ def load_splits(cfg):
             raise UserError(f"{len(missing)} of {len(split)} {name} images are missing under "
                               f"{image_root}, e.g. {missing[0]}")
     return splits
+
+
+def load_class_groups(data_dir, num_classes):
+    """OpenImages' class groups G1..G5 ((K,) int, 0 = most annotated), or None if the dataset has none."""
+    path = os.path.join(data_dir, "class_groups.npy")
+    if not os.path.isfile(path):
+        return None
+    groups = np.load(path)
+    if groups.shape != (num_classes,):
+        raise UserError(f"{path} has shape {groups.shape}; expected ({num_classes},)")
+    return groups
 
 
 def image_transform(image_size, train):

@@ -137,13 +137,21 @@ def predict(model, loader, device, desc="eval"):
     return torch.cat(outputs).cpu().numpy()
 
 
-def evaluate(model, loader, split, device, desc="eval"):
+def evaluate(model, loader, split, device, desc="eval", class_groups=None):
     """mAP (percent) of the model on a split: on its full labels, or on its annotated entries
-    where the truth is only partially known (OpenImages)."""
+    where the truth is only partially known (OpenImages). With ``class_groups`` ((K,) int), also
+    the mAP of each group of classes, as ``map_G1``, ``map_G2``, ..."""
     scores = predict(model, loader, device, desc)
     if split.labels is not None:
-        return {"map": mean_average_precision(split.labels, scores)}
-    return {"map": mean_average_precision(split.labels_obs == 1, scores, annotated=split.labels_obs != 0)}
+        y_true, annotated = split.labels, None
+    else:
+        y_true, annotated = split.labels_obs == 1, split.labels_obs != 0
+    result = {"map": mean_average_precision(y_true, scores, annotated)}
+    for g in ([] if class_groups is None else np.unique(class_groups)):
+        cols = class_groups == g
+        result[f"map_G{g + 1}"] = mean_average_precision(
+            y_true[:, cols], scores[:, cols], None if annotated is None else annotated[:, cols])
+    return result
 
 
 def modification_summary(labels_obs, initial_obs, labels_true):
@@ -216,7 +224,15 @@ def run(cfg, resume=False):
         labels_obs.copy_(ckpt["labels_obs"])
         state = ckpt["state"]
         print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
-    save_atomic(dataclasses.asdict(cfg), os.path.join(cfg.run_dir, "config.json"))
+    config_path = os.path.join(cfg.run_dir, "config.json")
+    if resume and os.path.exists(config_path):
+        with open(config_path) as f:
+            saved = {k: v for k, v in json.load(f).items() if k != "overwrite"}
+        changed = {k: (v, getattr(cfg, k)) for k, v in saved.items() if getattr(cfg, k, None) != v}
+        if changed:
+            raise UserError(f"--resume with other settings than the interrupted run: {changed} "
+                            f"(saved, now); rerun with the same arguments")
+    save_atomic(dataclasses.asdict(cfg), config_path)
     save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
     with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
         log.writelines(json.dumps(record) + "\n" for record in state["history"])
@@ -253,8 +269,11 @@ def run(cfg, resume=False):
                   f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
 
     model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
-    test_map = evaluate(model, loaders["test"], splits["test"], device, "test")["map"]
-    results = {"test_map": test_map, "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
+    test = evaluate(model, loaders["test"], splits["test"], device, "test",
+                    datasets.load_class_groups(cfg.data_dir, num_classes))
+    test_map = test["map"]
+    results = {"test_map": test_map, **{f"test_{k}": v for k, v in test.items() if k != "map"},
+               "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
                "epochs_run": state["epoch"], "stopped_early": stopped_early,
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,

@@ -1,0 +1,136 @@
+"""Interrupted runs, bad inputs and partially labelled test sets."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+import main
+import models
+import train
+from data.demo import ensure_demo_dataset
+from datasets import Split
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
+        "--bsize", "16", "--lr", "1e-3"]
+
+
+def run_cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def read_log(run_dir):
+    records = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
+    for r in records:
+        r.pop("time_s")
+    return records
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    data = str(tmp_path / "demo")
+    ensure_demo_dataset(data, num_images={"train": 160, "val": 32})
+    args = ["--dataset", "demo", "--data_dir", data, "--save_path", str(tmp_path), *TINY,
+            "--mod_scheme", "LL-Cp", "--delta_rel", "3", "--num_epochs", "3"]
+    reference = run_cli(args + ["--exp_name", "whole"])
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    killed_dir = tmp_path / "killed"
+    victim = run_cli(args + ["--exp_name", "killed"])
+    while not (killed_dir / "log.jsonl").exists() or len(read_log(killed_dir)) < 1:
+        assert victim.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (killed_dir / "results.json").exists()
+
+    again = run_cli(args + ["--exp_name", "killed"])              # refuses without --resume
+    assert again.wait(timeout=60) == 2 and "--resume" in again.stderr.read()
+    resumed = run_cli(args + ["--exp_name", "killed", "--resume"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert read_log(killed_dir) == read_log(tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    after = json.loads((killed_dir / "results.json").read_text())
+    assert after["test_map"] == whole["test_map"] and after["best_epoch"] == whole["best_epoch"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("demo"))
+    ensure_demo_dataset(folder, num_images={"train": 40, "val": 16})
+    return folder
+
+
+def cli(demo_dir, tmp_path, *extra):
+    return ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(tmp_path), *TINY,
+            "--num_epochs", "2", *extra]
+
+
+def test_resume_with_other_settings_is_refused(demo_dir, tmp_path, capsys):
+    assert main.main(cli(demo_dir, tmp_path, "--exp_name", "r", "--num_epochs", "1")) == 0
+    os.remove(tmp_path / "r" / "results.json")                   # pretend it was interrupted
+    assert main.main(cli(demo_dir, tmp_path, "--exp_name", "r", "--num_epochs", "1", "--lr", "0.1",
+                         "--resume")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_the_arch(demo_dir, tmp_path, capsys):
+    path = tmp_path / "r18.pth"
+    torch.save(models.build_model("resnet18", 3, "none").state_dict(), path)
+    args = cli(demo_dir, tmp_path, "--weights", str(path), "--arch", "resnet50")
+    assert main.main(args) == 2
+    assert "do not fit the resnet50 backbone" in capsys.readouterr().err
+    # The same file fits resnet18 (our checkpoint format, 'backbone.' keys).
+    assert main.main(cli(demo_dir, tmp_path, "--weights", str(path), "--exp_name", "ok")) == 0
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch(demo_dir, tmp_path, capsys):
+    state = models.build_model("resnet18", 3, "none").state_dict()
+    state["backbone.0.weight"].fill_(float("nan"))
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    assert main.main(cli(demo_dir, tmp_path, "--weights", str(path))) == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "epoch 1, batch 1" in err
+
+
+def test_unknown_dataset_or_scheme_exit_non_zero(demo_dir, tmp_path):
+    for bad in (["--dataset", "imagenet"], ["--mod_scheme", "LL-X"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main.main(cli(demo_dir, tmp_path, *bad))
+        assert exit_info.value.code == 2
+
+
+def test_missing_image_is_named_before_training(demo_dir, tmp_path, capsys):
+    data = tmp_path / "broken"
+    ensure_demo_dataset(str(data), num_images={"train": 20, "val": 8})
+    os.remove(data / "images" / "train_00003.png")
+    assert main.main(["--dataset", "demo", "--data_dir", str(data), "--save_path", str(tmp_path),
+                      *TINY, "--num_epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "train_00003.png" in err
+
+
+def test_partial_test_labels_and_class_groups(monkeypatch):
+    """OpenImages: AP over annotated entries only, classes without one skipped, mAP per group."""
+    rng = np.random.RandomState(0)
+    obs = rng.choice([-1, 0, 1], size=(60, 4), p=[0.4, 0.4, 0.2]).astype(np.int8)
+    obs[:, 3] = np.where(obs[:, 3] == 1, 0, obs[:, 3])            # class 3: no annotated positive
+    scores = rng.randn(60, 4).astype(np.float32)
+    monkeypatch.setattr(train, "predict", lambda *args, **kwargs: scores)
+    split = Split(np.array([""] * 60), None, obs)
+    result = train.evaluate(None, None, split, "cpu", class_groups=np.array([0, 0, 1, 1]))
+
+    def ap(k):
+        keep = obs[:, k] != 0
+        return average_precision_score(obs[keep, k] == 1, scores[keep, k])
+    assert result["map"] == pytest.approx(100 * np.mean([ap(0), ap(1), ap(2)]))
+    assert result["map_G1"] == pytest.approx(100 * np.mean([ap(0), ap(1)]))
+    assert result["map_G2"] == pytest.approx(100 * ap(2))

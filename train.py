@@ -16,7 +16,7 @@ import datasets
 import losses
 from config import UserError
 from data.demo import ensure_demo_dataset
-from metrics import mean_average_precision
+from metrics import average_precision_per_class, mean_ap
 from models import build_model
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -143,14 +143,14 @@ def evaluate(model, loader, split, device, desc="eval", class_groups=None):
     the mAP of each group of classes, as ``map_G1``, ``map_G2``, ..."""
     scores = predict(model, loader, device, desc)
     if split.labels is not None:
-        y_true, annotated = split.labels, None
+        ap = average_precision_per_class(split.labels, scores)
     else:
-        y_true, annotated = split.labels_obs == 1, split.labels_obs != 0
-    result = {"map": mean_average_precision(y_true, scores, annotated)}
+        ap = average_precision_per_class(split.labels_obs == 1, scores, annotated=split.labels_obs != 0)
+    result = {"map": mean_ap(ap)}
+    if result["map"] is None:
+        raise UserError(f"no class has an annotated positive in this split ({desc}): mAP is undefined")
     for g in ([] if class_groups is None else np.unique(class_groups)):
-        cols = class_groups == g
-        result[f"map_G{g + 1}"] = mean_average_precision(
-            y_true[:, cols], scores[:, cols], None if annotated is None else annotated[:, cols])
+        result[f"map_G{g + 1}"] = mean_ap(ap[class_groups == g])    # None: no annotated positive
     return result
 
 

@@ -39,7 +39,11 @@ def test_partial_labels_use_annotated_entries_only():
     annotated = rng.rand(200, 6) < 0.5
     annotated[:, 5] &= ~y_true[:, 5]                    # class 5: no annotated positive -> skipped
     expected = [average_precision_score(y_true[annotated[:, k], k], y_score[annotated[:, k], k]) for k in range(5)]
+    ap = average_precision_per_class(y_true, y_score, annotated)
+    np.testing.assert_allclose(ap[:5], expected, rtol=0, atol=1e-9)
+    assert np.isnan(ap[5])
     assert mean_average_precision(y_true, y_score, annotated) == pytest.approx(100 * np.mean(expected), abs=1e-9)
+    assert mean_average_precision(y_true[:, 5:], y_score[:, 5:], annotated[:, 5:]) is None
 
 
 def test_shape_mismatch_is_an_error():

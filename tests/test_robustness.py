@@ -134,3 +134,18 @@ def test_partial_test_labels_and_class_groups(monkeypatch):
     assert result["map"] == pytest.approx(100 * np.mean([ap(0), ap(1), ap(2)]))
     assert result["map_G1"] == pytest.approx(100 * np.mean([ap(0), ap(1)]))
     assert result["map_G2"] == pytest.approx(100 * ap(2))
+
+
+def test_missing_imagenet_weights_say_what_to_download(tmp_path, monkeypatch):
+    import urllib.error
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))       # an empty cache
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(type(models._TORCHVISION["resnet50"][1]), "get_state_dict", offline)
+    with pytest.raises(models.UserError) as err:
+        models.build_model("resnet50", 20, "imagenet")
+    message = str(err.value)
+    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
+    assert os.path.join(str(tmp_path / "hub"), "checkpoints", "resnet50-0676ba61.pth") in message
+    assert "--weights" in message

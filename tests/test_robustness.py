@@ -18,8 +18,6 @@ from data.demo import ensure_demo_dataset
 from datasets import Split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
-        "--bsize", "16", "--lr", "1e-3"]
 
 
 def run_cli(args, **kwargs):
@@ -34,10 +32,10 @@ def read_log(run_dir):
     return records
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+def test_killed_run_resumes_to_the_same_result(tmp_path, tiny):
     data = str(tmp_path / "demo")
     ensure_demo_dataset(data, num_images={"train": 160, "val": 32})
-    args = ["--dataset", "demo", "--data_dir", data, "--save_path", str(tmp_path), *TINY,
+    args = ["--dataset", "demo", "--data_dir", data, "--save_path", str(tmp_path), *tiny,
             "--mod_scheme", "LL-Cp", "--delta_rel", "3", "--num_epochs", "3"]
     reference = run_cli(args + ["--exp_name", "whole"])
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
@@ -61,59 +59,49 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert after["test_map"] == whole["test_map"] and after["best_epoch"] == whole["best_epoch"]
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("demo"))
-    ensure_demo_dataset(folder, num_images={"train": 40, "val": 16})
-    return folder
 
 
-def cli(demo_dir, tmp_path, *extra):
-    return ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(tmp_path), *TINY,
-            "--num_epochs", "2", *extra]
-
-
-def test_resume_with_other_settings_is_refused(demo_dir, tmp_path, capsys):
-    assert main.main(cli(demo_dir, tmp_path, "--exp_name", "r", "--num_epochs", "1")) == 0
+def test_resume_with_other_settings_is_refused(demo_args, tmp_path, capsys):
+    assert main.main(demo_args("--num_epochs", "2", "--exp_name", "r", "--num_epochs", "1")) == 0
     os.remove(tmp_path / "r" / "results.json")                   # pretend it was interrupted
-    assert main.main(cli(demo_dir, tmp_path, "--exp_name", "r", "--num_epochs", "1", "--lr", "0.1",
+    assert main.main(demo_args("--num_epochs", "2", "--exp_name", "r", "--num_epochs", "1", "--lr", "0.1",
                          "--resume")) == 2
     assert "other settings" in capsys.readouterr().err
 
 
-def test_weights_that_do_not_fit_the_arch(demo_dir, tmp_path, capsys):
+def test_weights_that_do_not_fit_the_arch(demo_args, tmp_path, capsys):
     path = tmp_path / "r18.pth"
     torch.save(models.build_model("resnet18", 3, "none").state_dict(), path)
-    args = cli(demo_dir, tmp_path, "--weights", str(path), "--arch", "resnet50")
+    args = demo_args("--num_epochs", "2", "--weights", str(path), "--arch", "resnet50")
     assert main.main(args) == 2
     assert "do not fit the resnet50 backbone" in capsys.readouterr().err
     # The same file fits resnet18 (our checkpoint format, 'backbone.' keys).
-    assert main.main(cli(demo_dir, tmp_path, "--weights", str(path), "--exp_name", "ok")) == 0
+    assert main.main(demo_args("--num_epochs", "2", "--weights", str(path), "--exp_name", "ok")) == 0
 
 
-def test_non_finite_loss_stops_with_epoch_and_batch(demo_dir, tmp_path, capsys):
+def test_non_finite_loss_stops_with_epoch_and_batch(demo_args, tmp_path, capsys):
     state = models.build_model("resnet18", 3, "none").state_dict()
     state["backbone.0.weight"].fill_(float("nan"))
     path = tmp_path / "nan.pth"
     torch.save(state, path)
-    assert main.main(cli(demo_dir, tmp_path, "--weights", str(path))) == 2
+    assert main.main(demo_args("--num_epochs", "2", "--weights", str(path))) == 2
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "epoch 1, batch 1" in err
 
 
-def test_unknown_dataset_or_scheme_exit_non_zero(demo_dir, tmp_path):
+def test_unknown_dataset_or_scheme_exit_non_zero(demo_args, tmp_path):
     for bad in (["--dataset", "imagenet"], ["--mod_scheme", "LL-X"]):
         with pytest.raises(SystemExit) as exit_info:
-            main.main(cli(demo_dir, tmp_path, *bad))
+            main.main(demo_args("--num_epochs", "2", *bad))
         assert exit_info.value.code == 2
 
 
-def test_missing_image_is_named_before_training(demo_dir, tmp_path, capsys):
+def test_missing_image_is_named_before_training(tmp_path, tiny, capsys):
     data = tmp_path / "broken"
     ensure_demo_dataset(str(data), num_images={"train": 20, "val": 8})
     os.remove(data / "images" / "train_00003.png")
     assert main.main(["--dataset", "demo", "--data_dir", str(data), "--save_path", str(tmp_path),
-                      *TINY, "--num_epochs", "1"]) == 2
+                      *tiny, "--num_epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "train_00003.png" in err
 

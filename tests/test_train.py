@@ -2,34 +2,21 @@
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 
 import main
 import train
 from config import build_config, get_args_parser
-from data.demo import ensure_demo_dataset
 
-TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
-        "--bsize", "16", "--lr", "1e-3"]
 # 96 official train images: 77 train (batches of 16, 16, 16, 16 and 13) and 19 val; 48 test.
 TRAIN_BATCHES = [16, 16, 16, 16, 13]
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("demo"))
-    ensure_demo_dataset(folder, num_images={"train": 96, "val": 48})
-    return folder
 
 
-def cli(demo_dir, save_path, *extra):
-    return ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(save_path), *TINY, *extra]
-
-
-def test_cli_end_to_end_on_demo(demo_dir, tmp_path, capsys):
-    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "2", "--mod_scheme", "LL-Ct",
+def test_cli_end_to_end_on_demo(demo_args, tmp_path, capsys):
+    assert main.main(demo_args("--num_epochs", "2", "--mod_scheme", "LL-Ct",
                          "--delta_rel", "5", "--exp_name", "run")) == 0
     run_dir = tmp_path / "run"
     results = json.loads((run_dir / "results.json").read_text())
@@ -47,7 +34,7 @@ def test_cli_end_to_end_on_demo(demo_dir, tmp_path, capsys):
     assert {"commit", "dirty"} <= set(json.loads((run_dir / "git.json").read_text()))
     assert "Test mAP" in capsys.readouterr().out
     # A finished run is not overwritten by accident.
-    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "2", "--mod_scheme", "LL-Ct",
+    assert main.main(demo_args("--num_epochs", "2", "--mod_scheme", "LL-Ct",
                          "--delta_rel", "5", "--exp_name", "run")) == 2
     assert "finished run" in capsys.readouterr().err
 
@@ -59,16 +46,16 @@ def test_cli_end_to_end_on_demo(demo_dir, tmp_path, capsys):
     (["--mod_scheme", "LL-R"], "no published delta_rel"),
     (["--weights", "/nonexistent.pth"], "no such file"),
 ])
-def test_cli_rejects_bad_arguments(demo_dir, tmp_path, capsys, extra, message):
-    assert main.main(cli(demo_dir, tmp_path, "--num_epochs", "10", *extra)) == 2
+def test_cli_rejects_bad_arguments(demo_args, tmp_path, capsys, extra, message):
+    assert main.main(demo_args("--num_epochs", "10", *extra)) == 2
     assert message in capsys.readouterr().err
 
 
-def test_ll_cp_corrections_persist_through_the_loop(demo_dir, tmp_path):
+def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
     """The real train_one_epoch with worker processes: each corrected entry is written as +1 once
     and never selected again; observed entries never change."""
     cfg = build_config(get_args_parser().parse_args(
-        cli(demo_dir, tmp_path, "--mod_scheme", "LL-Cp", "--delta_rel", "2", "--num_epochs", "3")
+        demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "2", "--num_epochs", "3")
         + ["--num_workers", "2"]))
     splits = train.datasets.load_splits(cfg)
     torch.manual_seed(0)
@@ -90,7 +77,7 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_dir, tmp_path):
         assert set(labels_obs.unique().tolist()) <= {-1, 0, 1}
 
 
-def test_model_selection_and_early_stop(demo_dir, tmp_path, monkeypatch):
+def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     """Best val epoch is kept; a drop of more than 3 points stops; test uses the best weights."""
     val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
     seen_test_weights = []
@@ -112,7 +99,7 @@ def test_model_selection_and_early_stop(demo_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "evaluate", scripted_evaluate)
     monkeypatch.setattr(train, "save_atomic", recording_save)
     cfg = build_config(get_args_parser().parse_args(
-        cli(demo_dir, tmp_path, "--mod_scheme", "AN", "--num_epochs", "5")))
+        demo_args("--mod_scheme", "AN", "--num_epochs", "5")))
     results = train.run(cfg)
     assert results["best_epoch"] == 2 and results["best_val_map"] == 60.0
     assert results["epochs_run"] == 4 and results["stopped_early"]         # 60 - 56.9 > 3
@@ -120,9 +107,9 @@ def test_model_selection_and_early_stop(demo_dir, tmp_path, monkeypatch):
     assert sorted(saved) == [1, 2] and torch.equal(seen_test_weights[0], saved[2])
 
 
-def test_same_seed_same_numbers(demo_dir, tmp_path):
+def test_same_seed_same_numbers(demo_args, tmp_path):
     def once(name):
-        args = cli(demo_dir, tmp_path, "--mod_scheme", "LL-R", "--delta_rel", "5", "--num_epochs", "2",
+        args = demo_args("--mod_scheme", "LL-R", "--delta_rel", "5", "--num_epochs", "2",
                    "--exp_name", name)
         assert main.main(args) == 0
         return [json.loads(l) for l in open(os.path.join(tmp_path, name, "log.jsonl"))]

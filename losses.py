@@ -6,6 +6,7 @@ unobserved entries are ever rejected or corrected.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -94,3 +95,78 @@ def compute_batch_loss(logits, label_vec_obs, scheme, delta_rel, epoch):
         corrected = F.binary_cross_entropy_with_logits(logits, torch.ones_like(target), reduction="none")
         loss_matrix = torch.where(modified, corrected, loss_matrix)
     return loss_matrix.mean(), modified
+
+
+CSL_MODES = ("negative", "ignore", "ignore_normalize", "selective")
+
+
+def partial_selective_loss(logits, label_vec_obs, mode="selective", gamma_pos=0.0, gamma_neg=1.0,
+                           gamma_unann=4.0, clip=0.0, prior=None, prior_threshold=0.5, likelihood_topk=5):
+    """Class-aware selective loss with partial asymmetric focusing (Ben-Baruch et al., CVPR 2022).
+
+    Each entry's term is log(p) for observed positives and log(p_neg) for observed negatives and
+    unannotated entries, with p = sigmoid(x) and p_neg = min(1 - p + clip, 1) (probability
+    shifting), both clamped at 1e-8; it is focused by (1 - p_t)^gamma with gamma_pos, gamma_neg or
+    gamma_unann (p_t = p for positives, p_neg otherwise; no gradient through the focusing weight).
+    The mode decides what an unannotated entry is:
+      - "negative": a negative (assume negative, with its own gamma);
+      - "ignore": weight 0;
+      - "ignore_normalize": weight 0, and each image's terms scaled by 1 + 1 / (1 + its number of
+        annotated entries) (the class normalisation of Durand et al. 2019, as in the CSL code);
+      - "selective": a negative, except (a) in classes whose estimated prior exceeds
+        prior_threshold and (b) the likelihood_topk * B unannotated entries of the batch with the
+        highest predicted probability, which are ignored.
+
+    Args:
+        logits: (B, K) classifier outputs before the sigmoid.
+        label_vec_obs: (B, K) observed labels in {-1, 0, +1} (this codebase's convention; the
+            CSL code writes unannotated as -1 and negatives as 0).
+        prior: optional (K,) tensor of class priors, used by "selective".
+    Returns:
+        loss: scalar, the summed terms divided by B*K (the CSL code returns the plain sum; the mean
+            keeps the scale of the other losses here and does not change Adam's updates).
+        ignored: (B, K) bool, the unannotated entries that were given weight 0.
+    """
+    if mode not in CSL_MODES:
+        raise ValueError(f"unknown CSL mode {mode!r}; expected one of {CSL_MODES}")
+    logits = logits.float()
+    positive, negative, unannotated = label_vec_obs == 1, label_vec_obs == -1, label_vec_obs == 0
+    p = torch.sigmoid(logits)
+    p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p
+    log_p, log_p_neg = torch.log(p.clamp(min=1e-8)), torch.log(p_neg.clamp(min=1e-8))
+    with torch.no_grad():
+        gamma = gamma_pos * positive + gamma_neg * negative + gamma_unann * unannotated
+        focus = torch.where(positive, 1 - p, 1 - p_neg).pow(gamma)
+    terms = -torch.where(positive, log_p, log_p_neg) * focus                     # (B, K)
+
+    ignored = torch.zeros_like(unannotated)
+    weight = torch.ones_like(terms)
+    if mode in ("ignore", "ignore_normalize"):
+        ignored = unannotated
+        if mode == "ignore_normalize":
+            weight = weight * (1 + 1 / (1 + (~unannotated).sum(dim=1, keepdim=True)))
+    elif mode == "selective":
+        if prior is not None:
+            ignored = unannotated & (prior > prior_threshold)[None, :]
+        # Among all unannotated entries, the top likelihood_topk * B by predicted probability.
+        ignored = ignored | large_loss_mask(p, unannotated, min(likelihood_topk * logits.shape[0], p.numel()))
+    loss = (terms * weight).masked_fill(ignored, 0.0).sum() / terms.numel()
+    return loss, ignored
+
+
+def prior_from_annotations(labels_obs):
+    """Class priors estimated from the observed labels alone.
+
+    The share of positives among a class's annotated entries (+1 or -1); for a class without an
+    observed negative (single-positive data) the share of images where it is observed positive,
+    which underestimates the prior by the unobserved positives.
+
+    Args:
+        labels_obs: (N, K) array in {-1, 0, +1}.
+    Returns:
+        (K,) float64 array in [0, 1].
+    """
+    labels_obs = np.asarray(labels_obs)
+    positives = (labels_obs == 1).sum(axis=0)
+    negatives = (labels_obs == -1).sum(axis=0)
+    return np.where(negatives > 0, positives / np.maximum(positives + negatives, 1), positives / len(labels_obs))

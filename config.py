@@ -10,6 +10,7 @@ import os
 
 import losses
 
+METHODS = losses.SCHEMES + ("CSL",)
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
 ARCHS = ("resnet18", "resnet50", "resnet101")
 
@@ -50,6 +51,14 @@ class Config:
     ss_frac_train: float
     ss_seed: int
     early_stop_drop: float
+    csl_mode: str
+    gamma_pos: float
+    gamma_neg: float
+    gamma_unann: float
+    clip: float
+    likelihood_topk: int
+    prior_threshold: float
+    csl_prior: str
     seed: int
     num_workers: int
     device: str
@@ -60,6 +69,13 @@ class Config:
     @property
     def run_dir(self):
         return os.path.join(self.save_path, self.exp_name)
+
+    @property
+    def csl_options(self):
+        """Keyword arguments of ``losses.partial_selective_loss`` (all but the prior)."""
+        return dict(mode=self.csl_mode, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg,
+                    gamma_unann=self.gamma_unann, clip=self.clip, prior_threshold=self.prior_threshold,
+                    likelihood_topk=self.likelihood_topk)
 
     def frozen_backbone(self, epoch):
         """LinearInit trains only the head in its first ``linear_init_epochs`` (1-based) epochs."""
@@ -86,13 +102,30 @@ def get_args_parser():
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes")
 
     g = p.add_argument_group("method")
-    g.add_argument("--mod_scheme", default="AN", choices=losses.SCHEMES,
+    g.add_argument("--mod_scheme", default="AN", choices=METHODS,
                    help="AN: Naive assume-negative; LL-R: reject large losses; LL-Ct: correct them "
-                        "temporarily; LL-Cp: correct them permanently")
+                        "temporarily; LL-Cp: correct them permanently; CSL: class-aware selective loss "
+                        "(Ben-Baruch et al. 2022, flags below)")
     g.add_argument("--delta_rel", type=float, default=None,
                    help="percent per epoch: LL-R/LL-Ct modify (t-1)*delta_rel %% of each batch's "
                         "label entries in epoch t, LL-Cp delta_rel %% per batch from epoch 2. "
                         "Default: the authors' best value for the dataset and scheme (0.1-0.4)")
+
+    g = p.add_argument_group("class-aware selective loss (--mod_scheme CSL; defaults of the CSL code's README)")
+    g.add_argument("--csl_mode", default="selective", choices=losses.CSL_MODES,
+                   help="what an unannotated label is: negative, ignored, ignored with per-image "
+                        "normalisation, or selective (ignored in high-prior classes and when likely positive)")
+    g.add_argument("--gamma_pos", type=float, default=0.0, help="focusing exponent of positives")
+    g.add_argument("--gamma_neg", type=float, default=1.0, help="focusing exponent of observed negatives")
+    g.add_argument("--gamma_unann", type=float, default=4.0, help="focusing exponent of unannotated labels")
+    g.add_argument("--clip", type=float, default=0.0, help="probability shifting of negatives (0 = off)")
+    g.add_argument("--likelihood_topk", type=int, default=5,
+                   help="selective: ignore the likelihood_topk * B most probable unannotated labels of a batch")
+    g.add_argument("--prior_threshold", type=float, default=0.5,
+                   help="selective: ignore unannotated labels of classes whose prior exceeds this")
+    g.add_argument("--csl_prior", default="annotations",
+                   help="selective: 'annotations' (estimated from the observed labels) or a .npy of K priors, "
+                        "e.g. the class_prior_model.npy that a --csl_mode ignore run saves")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, choices=("adam", "sgd"),
@@ -133,7 +166,7 @@ def get_args_parser():
 def paper_defaults(dataset, mod_scheme):
     """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
     settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
-    delta_rel = 0.0 if mod_scheme == "AN" else settings["delta_rel"].get(mod_scheme)
+    delta_rel = settings["delta_rel"].get(mod_scheme) if mod_scheme.startswith("LL-") else 0.0
     return dict(optimizer=settings["optimizer"], lr=settings["lr"], delta_rel=delta_rel)
 
 
@@ -149,7 +182,8 @@ def build_config(args):
     if args.mod_scheme in ("LL-R", "LL-Ct", "LL-Cp") and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                           f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
-    last_rate = losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
+    last_rate = (losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
+                 if args.mod_scheme in losses.SCHEMES else 0.0)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                           f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
@@ -160,6 +194,8 @@ def build_config(args):
         raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
     if args.train_mode == "linear_init" and not 0 < args.linear_init_epochs < args.num_epochs:
         raise UserError("--linear_init_epochs must be in [1, --num_epochs)")
+    if args.csl_prior != "annotations" and not os.path.isfile(args.csl_prior):
+        raise UserError(f"--csl_prior {args.csl_prior}: no such file ('annotations' or a .npy of class priors)")
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 

@@ -75,14 +75,16 @@ def set_backbone_frozen(model, frozen):
         p.requires_grad_(not frozen)
 
 
-def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device):
-    """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``.
+def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, prior=None):
+    """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
+    (or the class-aware selective loss, whose ignored labels count as modified).
 
     Args:
         labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
+        prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
     Returns:
         dict of epoch statistics.
     """
@@ -100,7 +102,10 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         batch_obs = labels_obs[idx]                                             # (B, K)
 
         logits = model(images)
-        loss, modified = losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch)
+        if cfg.mod_scheme == "CSL":
+            loss, modified = losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
+        else:
+            loss, modified = losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch)
         if not torch.isfinite(loss):
             raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
                             f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
@@ -119,7 +124,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
             progress.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
     stats = {"train_loss": total_loss.item() / num_seen,
-             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel),
+             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel) if cfg.mod_scheme != "CSL" else 0.0,
              "num_modified": num_modified.item()}
     if labels_true is not None:
         stats["num_modified_true_pos"] = num_modified_true.item()
@@ -135,6 +140,24 @@ def predict(model, loader, device, desc="eval"):
     outputs = [model(images.to(device, non_blocking=True)).float()
                for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
     return torch.cat(outputs).cpu().numpy()
+
+
+def estimate_class_prior(model, loader, device):
+    """CSL's model-based prior: the mean predicted probability of each class over a loader's images."""
+    return 1 / (1 + np.exp(-predict(model, loader, device, "class prior").astype(np.float64))).mean(axis=0)
+
+
+def csl_prior(cfg, train_split, run_dir):
+    """The class priors of CSL's selective mode, from --csl_prior; saved in the run folder."""
+    if cfg.csl_prior == "annotations":
+        prior = losses.prior_from_annotations(train_split.labels_obs)
+    else:
+        prior = np.load(cfg.csl_prior)
+        if prior.shape != (train_split.labels_obs.shape[1],):
+            raise UserError(f"--csl_prior {cfg.csl_prior} has shape {prior.shape}; "
+                            f"expected ({train_split.labels_obs.shape[1]},)")
+    np.save(os.path.join(run_dir, "class_prior.npy"), prior)
+    return prior
 
 
 def evaluate(model, loader, split, device, desc="eval", class_groups=None):
@@ -210,6 +233,9 @@ def run(cfg, resume=False):
     initial_obs = labels_obs.clone()
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
+    prior = None
+    if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
+        prior = torch.as_tensor(csl_prior(cfg, splits["train"], cfg.run_dir), dtype=torch.float32, device=device)
     shuffle = torch.Generator()
     loaders = {"train": make_loader(splits["train"], cfg, train=True, generator=shuffle),
                "val": make_loader(splits["val"], cfg, train=False),
@@ -247,7 +273,8 @@ def run(cfg, resume=False):
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
         set_backbone_frozen(model, cfg.frozen_backbone(epoch))
         record = {"epoch": epoch, "frozen_backbone": cfg.frozen_backbone(epoch)}
-        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch, device))
+        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch,
+                                      device, prior))
         if cfg.mod_scheme == "LL-Cp":
             record.update(modification_summary(labels_obs, initial_obs, labels_true))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val")["map"]
@@ -278,6 +305,12 @@ def run(cfg, resume=False):
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,
                "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
+    if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
+        # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
+        # on the training images, for a later --csl_mode selective --csl_prior run.
+        train_eval = make_loader(splits["train"], cfg, train=False)
+        np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), estimate_class_prior(model, train_eval, device))
+        results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
     save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
     print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "
           f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")

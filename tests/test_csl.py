@@ -1,4 +1,5 @@
 """The class-aware selective loss (Ben-Baruch et al. 2022) against hand-computed values."""
+import json
 import math
 
 import numpy as np
@@ -74,3 +75,33 @@ def test_prior_from_annotations():
     obs = np.array([[1, -1, 0], [0, -1, 1], [1, 0, -1], [0, 0, -1]])
     # Class 0: no observed negative -> 2 of 4 images; class 1: 0 of 2 annotated; class 2: 1 of 3.
     np.testing.assert_allclose(prior_from_annotations(obs), [0.5, 0.0, 1 / 3])
+
+
+def test_model_prior_is_the_mean_predicted_probability():
+    """A model whose logits are logit(q_k) for every image estimates the prior q exactly."""
+    import train
+    q = torch.tensor([0.1, 0.5, 0.8])
+
+    class Constant(torch.nn.Module):
+        def forward(self, images):
+            return torch.logit(q).expand(len(images), -1)
+    loader = [(torch.zeros(4, 3, 2, 2), torch.arange(4)), (torch.zeros(3, 3, 2, 2), torch.arange(3))]
+    np.testing.assert_allclose(train.estimate_class_prior(Constant(), loader, "cpu"), q.numpy(), rtol=1e-6)
+
+
+def test_csl_through_the_cli_saves_and_reuses_priors(demo_args, tmp_path, capsys):
+    import main
+    assert main.main(demo_args("--mod_scheme", "CSL", "--csl_mode", "ignore", "--num_epochs", "1",
+                               "--exp_name", "ignore")) == 0
+    prior_path = tmp_path / "ignore" / "class_prior_model.npy"
+    prior = np.load(prior_path)
+    assert prior.shape == (12,) and ((prior >= 0) & (prior <= 1)).all()
+    assert main.main(demo_args("--mod_scheme", "CSL", "--csl_prior", str(prior_path), "--num_epochs", "1",
+                               "--exp_name", "selective")) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "selective" / "class_prior.npy"), prior)
+    log = json.loads((tmp_path / "selective" / "log.jsonl").read_text().splitlines()[0])
+    assert log["num_modified"] > 0                    # ignored labels are logged as modified
+    np.save(tmp_path / "bad.npy", np.zeros(5))
+    assert main.main(demo_args("--mod_scheme", "CSL", "--csl_prior", str(tmp_path / "bad.npy"),
+                               "--exp_name", "bad")) == 2
+    assert "expected (12,)" in capsys.readouterr().err

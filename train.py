@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import analysis
 import datasets
 import losses
 from config import UserError
@@ -75,7 +76,7 @@ def set_backbone_frozen(model, frozen):
         p.requires_grad_(not frozen)
 
 
-def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device):
+def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, recorder=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``.
 
     Args:
@@ -83,6 +84,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
+        recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
     Returns:
         dict of epoch statistics.
     """
@@ -104,6 +106,8 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         if not torch.isfinite(loss):
             raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
                             f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
+        if recorder is not None:
+            recorder.record_batch(epoch, idx, logits.detach(), batch_obs, modified)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -237,6 +241,13 @@ def run(cfg, resume=False):
     with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
         log.writelines(json.dumps(record) + "\n" for record in state["history"])
 
+    recorder = None
+    if cfg.record_losses or cfg.record_labels_for:
+        recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
+                                             splits["train"].labels_obs, splits["train"].labels,
+                                             splits["train"].images, cfg.record_losses,
+                                             cfg.record_labels_for, resume)
+
     stopped_early = any(r.get("early_stop") for r in state["history"])
     start = time.time()
     for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
@@ -247,7 +258,10 @@ def run(cfg, resume=False):
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
         set_backbone_frozen(model, cfg.frozen_backbone(epoch))
         record = {"epoch": epoch, "frozen_backbone": cfg.frozen_backbone(epoch)}
-        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch, device))
+        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch,
+                                      device, recorder))
+        if recorder is not None:
+            recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
             record.update(modification_summary(labels_obs, initial_obs, labels_true))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val")["map"]

@@ -256,9 +256,17 @@ def class_activation_maps(feature_map, head_weight, size):
 
 
 def peak_location(cam):
-    """(row, col) of the maximum of a 2-D map (the first one on ties)."""
-    row, col = np.unravel_index(np.argmax(cam), cam.shape)
-    return int(row), int(col)
+    """(row, col) of the maximum of a 2-D map; on ties, the tied pixel nearest the map's centre.
+
+    A bilinearly upsampled map peaks at a feature cell's centre, except that upsampling clamps at
+    the borders: when the strongest cell lies on the border, the map is flat from that cell's centre
+    out to the image's edge. The tied pixel nearest the map's centre is the cell centre again, where
+    the first maximum in row-major order would be the image's corner pixel.
+    """
+    rows, cols = np.nonzero(cam == cam.max())
+    centre_row, centre_col = (cam.shape[0] - 1) / 2, (cam.shape[1] - 1) / 2
+    nearest = np.argmin((rows - centre_row) ** 2 + (cols - centre_col) ** 2)
+    return int(rows[nearest]), int(cols[nearest])
 
 
 def pointing_hit(peak, boxes, image_size, map_size):

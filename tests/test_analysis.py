@@ -73,6 +73,19 @@ def test_cam_is_the_head_weighted_feature_sum():
     assert min(analysis.peak_location(big[1])) >= 4                                            # bottom right
 
 
+def test_peak_of_a_plateau_is_its_innermost_pixel():
+    cam = np.zeros((8, 8))
+    cam[5, 6] = 1.0
+    assert analysis.peak_location(cam) == (5, 6)
+    cam[:] = 0.0
+    cam[:4, :4] = 2.0                  # upsampling a 2x2 map flattens a corner like this
+    assert analysis.peak_location(cam) == (3, 3)    # the first maximum would be (0, 0)
+    # Upsampled from 2x2 to 8x8, a map whose top-left cell is strongest is flat on rows and columns
+    # 0..1 and peaks there at (1, 1): the pixel that holds that cell's centre (1.5, 1.5).
+    up = analysis.class_activation_maps(torch.tensor([[[[3.0, 1.0], [1.0, 0.0]]]]), torch.ones(1, 1), 8)
+    assert analysis.peak_location(up[0, 0].numpy()) == (1, 1)
+
+
 def test_pointing_hit_scales_boxes_to_the_input():
     # Original image 16 wide, 32 high; an 8x8 map: x scales by 1/2, y by 1/4.
     size = (16, 32)

@@ -90,6 +90,8 @@ class TrainingRecorder:
 
     def record_batch(self, epoch, idx, logits, batch_obs, modified):
         """Store what the batch of training rows ``idx`` saw in (1-based) ``epoch``."""
+        # Copies to the host every batch (a device sync on a GPU): acceptable for an analysis run,
+        # and why nothing of this runs unless an option asks for it.
         idx = idx.cpu().numpy()
         if self.losses is not None:
             self.losses[epoch - 1, idx] = assume_negative_losses(logits, batch_obs).cpu().numpy()
@@ -109,6 +111,7 @@ class TrainingRecorder:
 
 
 def _open_record(path, shape, dtype, fill, resume):
+    """A .npy memmap of ``shape``: the interrupted run's on resume, else a new one set to ``fill``."""
     if resume and os.path.exists(path):
         record = np.load(path, mmap_mode="r+")
         if record.shape == shape and record.dtype == dtype:
@@ -204,6 +207,7 @@ def mean_loss_curves(loss_history, masks, chunk_rows=4096):
 def plot_loss_curves(loss_history, labels_obs, labels_true, path, examples=5, seed=0):
     """Fig. 1-style: loss per epoch of true-negative and false-negative entries (mean over all
     entries of the type, thick, and a few random entries, thin); epoch 1 is the warm-up."""
+    # Imported here so that training, which imports this module for the recorder, needs no matplotlib.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -179,7 +179,8 @@ def prepare_run_dir(cfg, resume):
         raise UserError(f"{cfg.run_dir} holds an interrupted run; pass --resume to continue it "
                         f"or --overwrite to start again")
     if cfg.overwrite and not resume:
-        for name in ("results.json", "last.pt", "best.pt", "log.jsonl"):
+        for name in ("results.json", "last.pt", "best.pt", "log.jsonl",
+                     "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
             if os.path.exists(os.path.join(cfg.run_dir, name)):
                 os.remove(os.path.join(cfg.run_dir, name))
     os.makedirs(cfg.run_dir, exist_ok=True)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 import analysis
 import datasets
 import main
+import train
+from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
 from models import build_model
 
@@ -193,3 +195,51 @@ def test_analysis_commands_on_the_recorded_run(recorded_run, tmp_path, capsys):
         assert "--record_losses" in capsys.readouterr().err
     finally:
         os.rename(os.path.join(run_dir, "moved.npy"), os.path.join(run_dir, "loss_history.npy"))
+
+
+def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
+    """With a learning rate (weights change after every batch) and LL-Cp (targets change between
+    epochs): each entry's record equals the BCE of the logits its batch was trained on, as a spy on
+    compute_batch_loss saw them; a resumed recorder keeps the finished epochs."""
+    cfg = build_config(get_args_parser().parse_args(
+        ["--dataset", "demo", "--arch", "resnet18", "--weights", "none", "--optimizer", "sgd", "--lr", "0.05",
+         "--mod_scheme", "LL-Cp", "--delta_rel", "10", "--num_epochs", "2", "--save_path", str(tmp_path)]))
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, "none")
+    optimizer = train.build_optimizer(model, cfg)
+    images = torch.randn(12, 3, 32, 32)
+    labels_obs = torch.zeros(12, 4, dtype=torch.int8)
+    labels_obs[torch.arange(12), torch.arange(12) % 4] = 1
+    initial = labels_obs.clone()
+    seen = []
+    real_loss = train.losses.compute_batch_loss
+
+    def spy(logits, batch_obs, *args):
+        seen.append((logits.detach().clone(), batch_obs.clone()))
+        return real_loss(logits, batch_obs, *args)
+
+    monkeypatch.setattr(train.losses, "compute_batch_loss", spy)
+    paths = np.array([f"img{i}.png" for i in range(12)])
+    for epoch in (1, 2):
+        recorder = analysis.TrainingRecorder(str(tmp_path), 2, "LL-Cp", initial.numpy(), None, paths,
+                                             record_losses=True, num_traced=12, resume=epoch == 2)
+        batches = [(images[b], b) for b in torch.randperm(12).split(5)]        # batches of 5, 5, 2
+        seen.clear()
+        train.train_one_epoch(model, batches, optimizer, labels_obs, None, cfg, epoch, "cpu", recorder)
+        recorder.flush()
+        history = np.load(tmp_path / "loss_history.npy")
+        for (_, idx), (logits, batch_obs) in zip(batches, seen):
+            expected = F.binary_cross_entropy_with_logits(logits, (batch_obs == 1).float(), reduction="none")
+            np.testing.assert_allclose(history[epoch - 1, idx], expected.numpy(), rtol=2e-3, atol=2e-4)
+        if epoch == 1:
+            assert np.isnan(history[1]).all()
+            epoch_one = history[0].copy()
+    np.testing.assert_array_equal(history[0], epoch_one)               # kept by the resumed recorder
+    # LL-Cp corrected k = ceil(5 * 4 * 10 %) = 2 entries of each full batch, 1 of the last: all of
+    # them, and nothing else, are CORRECTED in epoch 2's trajectory.
+    states = np.load(tmp_path / "label_trajectories.npy")
+    corrected = ((labels_obs == 1) & (initial == 0)).numpy()
+    assert corrected.sum() == 2 + 2 + 1
+    np.testing.assert_array_equal(states[0], np.where(initial == 1, analysis.OBSERVED, analysis.NEGATIVE))
+    np.testing.assert_array_equal(states[1], np.where(initial == 1, analysis.OBSERVED,
+                                                      np.where(corrected, analysis.CORRECTED, analysis.NEGATIVE)))

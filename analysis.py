@@ -265,9 +265,12 @@ def peak_location(cam):
     A bilinearly upsampled map peaks at a feature cell's centre, except that upsampling clamps at
     the borders: when the strongest cell lies on the border, the map is flat from that cell's centre
     out to the image's edge. The tied pixel nearest the map's centre is the cell centre again, where
-    the first maximum in row-major order would be the image's corner pixel.
+    the first maximum in row-major order would be the image's corner pixel. Values within 1e-5 of
+    the map's range below the maximum count as tied: the flat region is only flat up to rounding,
+    which differs between batched and per-image computation.
     """
-    rows, cols = np.nonzero(cam == cam.max())
+    top, bottom = cam.max(), cam.min()
+    rows, cols = np.nonzero(cam >= top - 1e-5 * (top - bottom))
     centre_row, centre_col = (cam.shape[0] - 1) / 2, (cam.shape[1] - 1) / 2
     nearest = np.argmin((rows - centre_row) ** 2 + (cols - centre_col) ** 2)
     return int(rows[nearest]), int(cols[nearest])
@@ -293,14 +296,15 @@ def pointing_game_image(cams, image_boxes, image_size):
     """Hits of one image: {class: hit} for each ground-truth class present (each has >= 1 box).
 
     Args:
-        cams: (K, S, S) maps of the image.
+        cams: the image's (S, S) maps indexed by class: a (K, S, S) array, or a dict holding at least
+            the image's classes (upsampling only those keeps COCO at 448 pixels affordable).
         image_boxes: [[class, x0, y0, x1, y1], ...] (the formatted boxes file).
         image_size: (width, height) of the original image.
     """
     by_class = {}
     for c, *box in image_boxes:
         by_class.setdefault(int(c), []).append(box)
-    return {c: pointing_hit(peak_location(cams[c]), boxes, image_size, cams.shape[-1])
+    return {c: pointing_hit(peak_location(cams[c]), boxes, image_size, cams[c].shape[-1])
             for c, boxes in by_class.items()}
 
 

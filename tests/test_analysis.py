@@ -82,6 +82,8 @@ def test_peak_of_a_plateau_is_its_innermost_pixel():
     cam[:] = 0.0
     cam[:4, :4] = 2.0                  # upsampling a 2x2 map flattens a corner like this
     assert analysis.peak_location(cam) == (3, 3)    # the first maximum would be (0, 0)
+    cam[0, 0] += 1e-6                  # flat up to rounding is flat
+    assert analysis.peak_location(cam) == (3, 3)
     # Upsampled from 2x2 to 8x8, a map whose top-left cell is strongest is flat on rows and columns
     # 0..1 and peaks there at (1, 1): the pixel that holds that cell's centre (1.5, 1.5).
     up = analysis.class_activation_maps(torch.tensor([[[[3.0, 1.0], [1.0, 0.0]]]]), torch.ones(1, 1), 8)

@@ -65,6 +65,8 @@ class Config:
     save_path: str
     exp_name: str
     overwrite: bool
+    record_losses: bool = False
+    record_labels_for: int = 0
 
     @property
     def run_dir(self):
@@ -160,6 +162,14 @@ def get_args_parser():
     g.add_argument("--exp_name", default=None,
                    help="run folder name; default <dataset>_<scheme>_d<delta_rel>_<arch>_s<seed>")
     g.add_argument("--overwrite", action="store_true", help="replace a run folder that holds a finished run")
+
+    g = p.add_argument_group("analysis (paper Section 3.2 and 4.3; analysis.py, scripts/analyze.py)")
+    g.add_argument("--record_losses", action="store_true",
+                   help="write every training label entry's loss of every epoch to loss_history.npy "
+                        "(float16 memmap: epochs x N x K x 2 bytes, 105 MB for COCO), for Table 1 and Fig. 1")
+    g.add_argument("--record_labels_for", type=int, default=0,
+                   help="write the per-epoch label states of the first N training images to "
+                        "label_trajectories.npy, for Fig. 3")
     return p
 
 
@@ -196,6 +206,8 @@ def build_config(args):
         raise UserError("--linear_init_epochs must be in [1, --num_epochs)")
     if args.csl_prior != "annotations" and not os.path.isfile(args.csl_prior):
         raise UserError(f"--csl_prior {args.csl_prior}: no such file ('annotations' or a .npy of class priors)")
+    if args.record_labels_for < 0:
+        raise UserError("--record_labels_for must be >= 0 (a number of training images)")
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import analysis
 import datasets
 import losses
 from config import UserError
@@ -75,7 +76,8 @@ def set_backbone_frozen(model, frozen):
         p.requires_grad_(not frozen)
 
 
-def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, prior=None):
+def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, prior=None,
+                    recorder=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or the class-aware selective loss, whose ignored labels count as modified).
 
@@ -85,6 +87,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
+        recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
     Returns:
         dict of epoch statistics.
     """
@@ -109,6 +112,8 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         if not torch.isfinite(loss):
             raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
                             f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
+        if recorder is not None:
+            recorder.record_batch(epoch, idx, logits.detach(), batch_obs, modified)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -198,7 +203,8 @@ def prepare_run_dir(cfg, resume):
         raise UserError(f"{cfg.run_dir} holds an interrupted run; pass --resume to continue it "
                         f"or --overwrite to start again")
     if cfg.overwrite and not resume:
-        for name in ("results.json", "last.pt", "best.pt", "log.jsonl"):
+        for name in ("results.json", "last.pt", "best.pt", "log.jsonl",
+                     "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
             if os.path.exists(os.path.join(cfg.run_dir, name)):
                 os.remove(os.path.join(cfg.run_dir, name))
     os.makedirs(cfg.run_dir, exist_ok=True)
@@ -263,6 +269,13 @@ def run(cfg, resume=False):
     with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
         log.writelines(json.dumps(record) + "\n" for record in state["history"])
 
+    recorder = None
+    if cfg.record_losses or cfg.record_labels_for:
+        recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
+                                             splits["train"].labels_obs, splits["train"].labels,
+                                             splits["train"].images, cfg.record_losses,
+                                             cfg.record_labels_for, resume)
+
     stopped_early = any(r.get("early_stop") for r in state["history"])
     start = time.time()
     for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
@@ -274,7 +287,9 @@ def run(cfg, resume=False):
         set_backbone_frozen(model, cfg.frozen_backbone(epoch))
         record = {"epoch": epoch, "frozen_backbone": cfg.frozen_backbone(epoch)}
         record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch,
-                                      device, prior))
+                                      device, prior, recorder))
+        if recorder is not None:
+            recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
             record.update(modification_summary(labels_obs, initial_obs, labels_true))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val")["map"]

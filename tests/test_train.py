@@ -95,7 +95,7 @@ def test_model_selection_and_early_stop(demo_dir, tmp_path, monkeypatch):
     val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
     seen_test_weights = []
 
-    def scripted_evaluate(model, loader, split, device, desc="eval"):
+    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None):
         if desc == "test":
             seen_test_weights.append(model.head.bias.detach().clone())
             return {"map": 42.0}

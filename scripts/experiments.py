@@ -52,7 +52,8 @@ def script_parser(doc, save_name):
                    help="parent folder holding one formatted folder per dataset (<data_dir>/coco, ...; "
                         "data/README.md)")
     p.add_argument("--seeds", type=int, default=1, help="number of training seeds: 0, 1, ..., seeds-1")
-    p.add_argument("--save_path", default=os.path.join("runs", save_name), help="the runs' parent folder")
+    p.add_argument("--save_path", default=save_name and os.path.join("runs", save_name),
+                   help="the runs' parent folder (default runs/<table or figure>)")
     p.add_argument("--dry_run", action="store_true", help="list the runs and their state; start nothing")
     p.add_argument("--demo", action="store_true",
                    help="run on the demo dataset with a small model (ResNet-18 from scratch, 64 px, 6 "
@@ -64,7 +65,9 @@ def parse(parser, argv):
     """(options, flags for main.py): what the script does not know goes to every run. Paths become
     absolute, since the runs start in the repository folder."""
     opts, passthrough = parser.parse_known_args(argv)
-    opts.save_path, opts.data_dir = os.path.abspath(opts.save_path), os.path.abspath(opts.data_dir)
+    opts.data_dir = os.path.abspath(opts.data_dir)
+    if opts.save_path is not None:
+        opts.save_path = os.path.abspath(opts.save_path)
     return opts, passthrough
 
 

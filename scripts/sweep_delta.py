@@ -30,15 +30,17 @@ def sweep_runs(dataset, scheme, deltas, seeds):
 
 def sweep(argv, doc, default_dataset=None, default_scheme=None, save_name=None):
     """Build, launch and summarise a delta_rel sweep (shared with figure5_delta_sweep.py)."""
-    parser = experiments.script_parser(doc, save_name or "sweep")
-    parser.add_argument("--dataset", default=default_dataset, required=default_dataset is None)
+    parser = experiments.script_parser(doc, save_name)
+    parser.add_argument("--dataset", default=default_dataset, help="required unless --demo")
     parser.add_argument("--scheme", default=default_scheme or "LL-Ct", choices=experiments.LL_METHODS)
     parser.add_argument("--deltas", nargs="+", type=float, default=None,
                         help="delta_rel values, percent per epoch (default 0.1-0.5; 1-5 with --demo)")
     opts, passthrough = experiments.parse(parser, argv)
+    if opts.dataset is None and not opts.demo:
+        parser.error("--dataset is required (or --demo)")
     dataset = "demo" if opts.demo else opts.dataset
-    if save_name is None:
-        opts.save_path = os.path.join(os.path.dirname(opts.save_path), f"sweep_{dataset}_{opts.scheme}")
+    if opts.save_path is None:
+        opts.save_path = os.path.abspath(os.path.join("runs", f"sweep_{dataset}_{opts.scheme}"))
     deltas = opts.deltas or (DEMO_GRID if opts.demo else PAPER_GRID)
     status = experiments.launch(sweep_runs(dataset, opts.scheme, deltas, opts.seeds), opts, passthrough)
     if not opts.dry_run:

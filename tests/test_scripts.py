@@ -44,7 +44,7 @@ def test_linear_init_and_demo_presets(tmp_path, capsys):
     assert all(("--delta_rel 3.0" in c) == ("--mod_scheme LL-" in c) for c in commands)
 
 
-def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys):
+def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):                                  # no published delta_rel
         table3_openimages.main(["--dry_run", "--save_path", str(tmp_path)])
     capsys.readouterr()
@@ -58,9 +58,12 @@ def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys):
     assert len(commands) == 10 and all("--dataset coco" in c and "--mod_scheme LL-Ct" in c for c in commands)
     assert {c.split("--delta_rel ")[1].split()[0] for c in commands} == {"0.1", "0.2", "0.3", "0.4", "0.5"}
 
-    assert sweep_delta.main(["--dry_run", "--dataset", "cub", "--scheme", "LL-R", "--deltas", "0.2", "0.4",
-                             "--save_path", str(tmp_path / "x")]) == 0
-    assert "sweep_cub_LL-R" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert sweep_delta.main(["--dry_run", "--dataset", "cub", "--scheme", "LL-R", "--deltas", "0.2", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert f"2 runs in {tmp_path}/runs/sweep_cub_LL-R:" in out and "--exp_name cub_LL-R_d0.4_s0 " in out
+    with pytest.raises(SystemExit):                                  # which dataset?
+        sweep_delta.main(["--dry_run"])
 
     assert figure6_fraction.main(["--dry_run", "--fractions", "0.1", "1.0", "--methods", "full", "LL-Ct",
                                   "--save_path", str(tmp_path)]) == 0

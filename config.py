@@ -137,7 +137,8 @@ def get_args_parser():
                    help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), or a path to a "
                         "backbone state_dict")
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
-                   help="linear_init: freeze the backbone for --linear_init_epochs epochs, then fine-tune all")
+                   help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
+                        "features, computed once per image and flip), then fine-tune all")
     g.add_argument("--linear_init_epochs", type=int, default=1,
                    help="frozen-backbone epochs of linear_init (counted in --num_epochs)")
 

@@ -22,6 +22,10 @@ PAPER_SETTINGS = {
     "nuswide": dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}),
     "cub": dict(optimizer="adam", lr=7.5e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.4, "LL-Cp": 0.2}),
 }
+# k_hat of the EPR and ROLE baselines: the expected number of positives per training image (Cole et
+# al.; SPEC section 5). Elsewhere it is --expected_num_pos, or else the mean over the training
+# split's full labels where the dataset has them (demo, custom).
+EXPECTED_POSITIVES = {"pascal": 1.5, "coco": 2.9, "nuswide": 1.9, "cub": 31.4}
 
 
 class UserError(Exception):
@@ -35,6 +39,9 @@ class Config:
     data_dir: str
     mod_scheme: str
     delta_rel: float
+    R0: float
+    delta_abs: float
+    expected_num_pos: float
     train_set_variant: str
     optimizer: str
     lr: float
@@ -106,12 +113,26 @@ def get_args_parser():
     g = p.add_argument_group("method")
     g.add_argument("--mod_scheme", default="AN", choices=METHODS,
                    help="AN: Naive assume-negative; LL-R: reject large losses; LL-Ct: correct them "
-                        "temporarily; LL-Cp: correct them permanently; CSL: class-aware selective loss "
-                        "(Ben-Baruch et al. 2022, flags below)")
+                        "temporarily; LL-Cp: correct them permanently; LL-R-abs/LL-Ct-abs: the same above "
+                        "an absolute loss threshold (--R0, --delta_abs). Baselines (Cole et al. 2021): "
+                        "WAN (weak AN), LSAN (AN with label smoothing), EPR (expected positive "
+                        "regularisation), ROLE (online label estimation), IU (observed entries only). "
+                        "Full label: --train_set_variant clean --mod_scheme AN. CSL: class-aware selective "
+                        "loss (Ben-Baruch et al. 2022, flags below)")
     g.add_argument("--delta_rel", type=float, default=None,
                    help="percent per epoch: LL-R/LL-Ct modify (t-1)*delta_rel %% of each batch's "
                         "label entries in epoch t, LL-Cp delta_rel %% per batch from epoch 2. "
                         "Default: the authors' best value for the dataset and scheme (0.1-0.4)")
+    g.add_argument("--R0", type=float, default=None,
+                   help="LL-R-abs/LL-Ct-abs: initial loss threshold R0 (BCE, nats); from epoch 2 the "
+                        "unobserved entries with loss > R(t) = R0 - t * delta_abs are modified. No "
+                        "published default: required for these schemes")
+    g.add_argument("--delta_abs", type=float, default=None,
+                   help="LL-R-abs/LL-Ct-abs: decrease of the threshold per epoch (BCE, nats); required")
+    g.add_argument("--expected_num_pos", type=float, default=None,
+                   help="k_hat of EPR and ROLE (expected positives per image). Default: Cole et al.'s value "
+                        "(VOC 1.5, COCO 2.9, NUS-WIDE 1.9, CUB 31.4); elsewhere the mean number of "
+                        "positives per image in the training split's full labels (demo, custom)")
 
     g = p.add_argument_group("class-aware selective loss (--mod_scheme CSL; defaults of the CSL code's README)")
     g.add_argument("--csl_mode", default="selective", choices=losses.CSL_MODES,
@@ -151,7 +172,8 @@ def get_args_parser():
                    help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), or a path to a "
                         "backbone state_dict")
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
-                   help="linear_init: freeze the backbone for --linear_init_epochs epochs, then fine-tune all")
+                   help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
+                        "features, computed once per image and flip), then fine-tune all")
     g.add_argument("--linear_init_epochs", type=int, default=1,
                    help="frozen-backbone epochs of linear_init (counted in --num_epochs)")
 
@@ -176,7 +198,7 @@ def get_args_parser():
 def paper_defaults(dataset, mod_scheme):
     """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
     settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
-    delta_rel = settings["delta_rel"].get(mod_scheme) if mod_scheme.startswith("LL-") else 0.0
+    delta_rel = settings["delta_rel"].get(mod_scheme) if mod_scheme in losses.RATE_SCHEMES else 0.0
     return dict(optimizer=settings["optimizer"], lr=settings["lr"], delta_rel=delta_rel)
 
 
@@ -189,7 +211,7 @@ def build_config(args):
                         f"(percent per epoch; the authors' values are 0.1-0.4)")
     if args.delta_rel < 0:
         raise UserError(f"--delta_rel must be >= 0 (percent per epoch), got {args.delta_rel}")
-    if args.mod_scheme in ("LL-R", "LL-Ct", "LL-Cp") and args.delta_rel == 0:
+    if args.mod_scheme in losses.RATE_SCHEMES and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                           f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
     last_rate = (losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
@@ -197,6 +219,13 @@ def build_config(args):
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                           f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
+    if args.mod_scheme in losses.ABS_SCHEMES and (args.R0 is None or args.delta_abs is None):
+        raise UserError(f"{args.mod_scheme} needs --R0 and --delta_abs (the threshold R(t) = R0 - t * "
+                        f"delta_abs, in BCE loss units); the paper publishes no default")
+    if args.expected_num_pos is None:
+        args.expected_num_pos = EXPECTED_POSITIVES.get(args.dataset)
+    if args.expected_num_pos is not None and args.expected_num_pos <= 0:
+        raise UserError(f"--expected_num_pos must be positive, got {args.expected_num_pos}")
     for name in ("bsize", "num_epochs", "image_size"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive")
@@ -213,6 +242,10 @@ def build_config(args):
 
     data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
     exp_name = args.exp_name or f"{args.dataset}_{args.mod_scheme}_d{args.delta_rel:g}_{args.arch}_s{args.seed}"
+    if args.mod_scheme in losses.ABS_SCHEMES and args.exp_name is None:
+        exp_name = f"{args.dataset}_{args.mod_scheme}_R{args.R0:g}_da{args.delta_abs:g}_{args.arch}_s{args.seed}"
+    if args.mod_scheme in losses.BASELINES and args.exp_name is None:
+        exp_name = f"{args.dataset}_{args.mod_scheme}_{args.arch}_s{args.seed}"
     if args.train_set_variant == "clean" and args.exp_name is None:
         exp_name = f"{args.dataset}_full_{args.arch}_s{args.seed}"
     fields = {f.name for f in dataclasses.fields(Config)}

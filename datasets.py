@@ -9,8 +9,9 @@ import os
 from typing import Optional
 
 import numpy as np
+import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
 from config import UserError
@@ -158,11 +159,32 @@ def load_class_groups(data_dir, num_classes):
     return groups
 
 
-def image_transform(image_size, train):
-    """Square resize, a random flip when training, ImageNet normalisation (as upstream)."""
-    flip = [transforms.RandomHorizontalFlip(0.5)] if train else []
-    return transforms.Compose([transforms.Resize((image_size, image_size)), *flip, transforms.ToTensor(),
+def image_transform(image_size):
+    """Square resize and ImageNet normalisation (as upstream). The training augmentation, a random
+    horizontal flip, is decided by ``ShuffleFlipSampler`` and applied by ``ImageDataset``."""
+    return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor(),
                                transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+
+
+class ShuffleFlipSampler(Sampler):
+    """One epoch's training order and horizontal flips, as (row index, flip) pairs.
+
+    Both are drawn from ``generator`` in the main process rather than in the loader's worker
+    processes, so they depend on the generator's seed alone (whatever --num_workers), and LinearInit's
+    cached-feature phase can feed the head exactly what the image loader would.
+    """
+
+    def __init__(self, num_items, generator):
+        self.num_items = num_items
+        self.generator = generator
+
+    def __len__(self):
+        return self.num_items
+
+    def __iter__(self):
+        order = torch.randperm(self.num_items, generator=self.generator)
+        flips = torch.rand(self.num_items, generator=self.generator) < 0.5     # p = 0.5, as upstream
+        return iter(zip(order.tolist(), flips.tolist()))
 
 
 class ImageDataset(Dataset):
@@ -176,9 +198,14 @@ class ImageDataset(Dataset):
     def __len__(self):
         return len(self.paths)
 
-    def __getitem__(self, idx):
+    def __getitem__(self, item):
+        """``item`` is a row index, or a (row index, flip) pair from ``ShuffleFlipSampler``."""
+        idx, flip = item if isinstance(item, tuple) else (item, False)
         try:
             with Image.open(self.paths[idx]) as image:
-                return self.transform(image.convert("RGB")), idx
+                tensor = self.transform(image.convert("RGB"))                     # (3, H, W)
         except (OSError, SyntaxError) as err:    # PIL raises these for truncated or corrupt files
             raise UserError(f"cannot read image {self.paths[idx]}: {err}") from err
+        # A flip only permutes pixels, so flipping the normalised tensor equals torchvision's
+        # RandomHorizontalFlip between Resize and ToTensor.
+        return (tensor.flip(-1) if flip else tensor), idx

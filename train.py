@@ -61,10 +61,13 @@ def git_state():
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def build_optimizer(model, cfg):
-    """Backbone at lr, linear head at lr * lr_mult (upstream's two parameter groups)."""
+def build_optimizer(model, cfg, label_estimate=None):
+    """Backbone at lr, linear head at lr * lr_mult (upstream's two parameter groups); ROLE's label
+    estimate at lr * lr_mult too (Cole et al.: 10x), without weight decay, since it holds labels."""
     groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
               {"params": model.head.parameters(), "lr": cfg.lr * cfg.lr_mult}]
+    if label_estimate is not None:
+        groups.append({"params": label_estimate.parameters(), "lr": cfg.lr * cfg.lr_mult, "weight_decay": 0.0})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=1e-3)
     return torch.optim.Adam(groups, lr=cfg.lr)
@@ -76,16 +79,19 @@ def set_backbone_frozen(model, frozen):
         p.requires_grad_(not frozen)
 
 
-def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, prior=None,
-                    recorder=None):
+def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
+                    prior=None, recorder=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
-    (or the class-aware selective loss, whose ignored labels count as modified).
+    (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
 
     Args:
+        loader: yields (inputs, idx): images (B, 3, H, W), or in LinearInit's frozen phase the
+            backbone's cached pooled features (B, C) (``CachedFeatureBatches``).
         labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
+        label_estimate: ROLE's ``losses.LabelEstimate`` (trained by ``optimizer``), else None.
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
     Returns:
@@ -104,11 +110,14 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         idx = idx.to(device, non_blocking=True)
         batch_obs = labels_obs[idx]                                             # (B, K)
 
-        logits = model(images)
+        logits = model.head(images) if images.dim() == 2 else model(images)   # cached features or images
         if cfg.mod_scheme == "CSL":
             loss, modified = losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
         else:
-            loss, modified = losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch)
+            estimate = None if label_estimate is None else label_estimate(idx)
+            loss, modified = losses.compute_batch_loss(
+                logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch, R0=cfg.R0, delta_abs=cfg.delta_abs,
+                expected_num_pos=cfg.expected_num_pos, estimate_logits=estimate)
         if not torch.isfinite(loss):
             raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
                             f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
@@ -131,6 +140,8 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
     stats = {"train_loss": total_loss.item() / num_seen,
              "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel) if cfg.mod_scheme != "CSL" else 0.0,
              "num_modified": num_modified.item()}
+    if cfg.mod_scheme in losses.ABS_SCHEMES and epoch > 1:
+        stats["ll_threshold"] = losses.absolute_threshold(epoch, cfg.R0, cfg.delta_abs)
     if labels_true is not None:
         stats["num_modified_true_pos"] = num_modified_true.item()
         stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
@@ -211,9 +222,61 @@ def prepare_run_dir(cfg, resume):
 
 
 def make_loader(split, cfg, train, generator=None):
-    return DataLoader(datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size, train)),
-                      batch_size=cfg.bsize, shuffle=train, generator=generator, drop_last=False,
+    """Training: shuffled, each image flipped or not, both drawn from ``generator``; else in order."""
+    sampler = datasets.ShuffleFlipSampler(len(split), generator or torch.Generator()) if train else None
+    return DataLoader(datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size)),
+                      batch_size=cfg.bsize, sampler=sampler, drop_last=False,
                       num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+
+
+@torch.no_grad()
+def cache_backbone_features(model, split, cfg, device):
+    """LinearInit: the pooled features of the frozen backbone (eval mode) for every training image,
+    unflipped and flipped, computed once. Returns a (2, N, C) float32 CPU tensor ([flip, row])."""
+    model.backbone.eval()
+    dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
+    features = []
+    for flip in (False, True):
+        loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in range(len(split))],
+                            num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+        features.append(torch.cat([model.features(images.to(device, non_blocking=True)).float().cpu()
+                                   for images, _ in tqdm(loader, desc=f"caching features (flip={flip})",
+                                                         leave=False, dynamic_ncols=True, disable=None)]))
+    return torch.stack(features)
+
+
+class CachedFeatureBatches:
+    """LinearInit's frozen phase without running the backbone: (features (B, C), idx) batches in
+    the order and with the flips that ``sampler`` gives the image loader, so the head receives the
+    same inputs (up to float rounding of the batched convolutions) and makes the same updates."""
+
+    def __init__(self, features, sampler, batch_size):
+        self.features = features            # (2, N, C): unflipped, flipped
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __iter__(self):
+        items = list(self.sampler)          # draws this epoch's order and flips, as the loader would
+        for start in range(0, len(items), self.batch_size):
+            idx, flip = (torch.tensor(column) for column in zip(*items[start:start + self.batch_size]))
+            yield self.features[flip.long(), idx], idx
+
+
+def resolve_expected_positives(cfg, train_split):
+    """k_hat for EPR and ROLE where neither --expected_num_pos nor the paper gives it: the mean
+    number of positives per image in the training split's full labels. Computed once, before the
+    config is saved, so a resumed run compares equal."""
+    if cfg.mod_scheme not in losses.NEEDS_EXPECTED_POSITIVES or cfg.expected_num_pos is not None:
+        return cfg
+    if train_split.labels is None:
+        raise UserError(f"{cfg.mod_scheme} needs --expected_num_pos (k_hat, the expected number of "
+                        f"positives per image): {cfg.dataset} has no full training labels to compute it from")
+    k_hat = round(float(train_split.labels.sum(axis=1).mean()), 4)
+    print(f"{cfg.mod_scheme}: expected positives per image k_hat = {k_hat} (mean of the training labels)")
+    return dataclasses.replace(cfg, expected_num_pos=k_hat)
 
 
 def run(cfg, resume=False):
@@ -229,12 +292,15 @@ def run(cfg, resume=False):
         ensure_demo_dataset(cfg.data_dir)
     splits = datasets.load_splits(cfg)
     num_classes = splits["train"].labels_obs.shape[1]
+    cfg = resolve_expected_positives(cfg, splits["train"])
     print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "
           f"test {len(splits['test'])} images; device {device}")
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
-    optimizer = build_optimizer(model, cfg)
+    label_estimate = (losses.LabelEstimate(splits["train"].labels_obs).to(device)
+                      if cfg.mod_scheme == "ROLE" else None)
+    optimizer = build_optimizer(model, cfg, label_estimate)
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     initial_obs = labels_obs.clone()
     labels_true = (None if splits["train"].labels is None
@@ -254,6 +320,8 @@ def run(cfg, resume=False):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         labels_obs.copy_(ckpt["labels_obs"])
+        if label_estimate is not None:
+            label_estimate.load_state_dict(ckpt["label_estimate"])
         state = ckpt["state"]
         print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
     config_path = os.path.join(cfg.run_dir, "config.json")
@@ -277,6 +345,7 @@ def run(cfg, resume=False):
                                              cfg.record_labels_for, resume)
 
     stopped_early = any(r.get("early_stop") for r in state["history"])
+    cached_features = None    # LinearInit's frozen phase: the backbone's features, computed once
     start = time.time()
     for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
         if stopped_early:
@@ -284,10 +353,16 @@ def run(cfg, resume=False):
         epoch_start = time.time()
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
-        set_backbone_frozen(model, cfg.frozen_backbone(epoch))
-        record = {"epoch": epoch, "frozen_backbone": cfg.frozen_backbone(epoch)}
-        record.update(train_one_epoch(model, loaders["train"], optimizer, labels_obs, labels_true, cfg, epoch,
-                                      device, prior, recorder))
+        frozen = cfg.frozen_backbone(epoch)
+        set_backbone_frozen(model, frozen)
+        if frozen and cached_features is None:
+            cached_features = CachedFeatureBatches(cache_backbone_features(model, splits["train"], cfg, device),
+                                                   loaders["train"].sampler, cfg.bsize)
+        if not frozen:
+            cached_features = None
+        record = {"epoch": epoch, "frozen_backbone": frozen}
+        record.update(train_one_epoch(model, cached_features if frozen else loaders["train"], optimizer, labels_obs,
+                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder))
         if recorder is not None:
             recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
@@ -301,8 +376,9 @@ def run(cfg, resume=False):
         record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
         state["history"].append(record)
         state["epoch"] = epoch
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "labels_obs": labels_obs, "state": state}, ckpt_path)
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "labels_obs": labels_obs,
+                     "label_estimate": None if label_estimate is None else label_estimate.state_dict(),
+                     "state": state}, ckpt_path)
         with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
             log.write(json.dumps(record) + "\n")
         print(format_epoch(record, state, cfg.num_epochs))
@@ -318,7 +394,7 @@ def run(cfg, resume=False):
                "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
                "epochs_run": state["epoch"], "stopped_early": stopped_early,
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
-               "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,
+               "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
                "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
     if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
         # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction

@@ -159,7 +159,7 @@ def pointing_one_run(run_dir, device, num_overlays):
     model.to(device).eval()
     size = config["image_size"]
     loader = torch.utils.data.DataLoader(
-        datasets.ImageDataset(paths, datasets.image_transform(size, train=False)), batch_size=32)
+        datasets.ImageDataset(paths, datasets.image_transform(size)), batch_size=32)
     image_hits, overlays = [], []
     with torch.no_grad():
         for images, idx in loader:

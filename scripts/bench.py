@@ -27,6 +27,7 @@ import losses  # noqa: E402
 from config import build_config, get_args_parser  # noqa: E402
 from metrics import average_precision_per_class  # noqa: E402
 from models import build_model  # noqa: E402
+from train import make_loader  # noqa: E402
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -85,10 +86,7 @@ def loader_images_per_s(args, max_batches):
     if cfg.dataset == "demo":
         from data.demo import ensure_demo_dataset
         ensure_demo_dataset(cfg.data_dir)
-    split = datasets.load_splits(cfg)["train"]
-    loader = torch.utils.data.DataLoader(
-        datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size, train=True)),
-        batch_size=cfg.bsize, shuffle=True, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+    loader = make_loader(datasets.load_splits(cfg)["train"], cfg, train=True)
     start, seen = time.perf_counter(), 0
     for i, (images, _) in enumerate(loader):
         seen += len(images)

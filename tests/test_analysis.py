@@ -130,10 +130,13 @@ def recorded_run(tmp_path_factory):
     data = str(tmp_path_factory.mktemp("demo"))
     ensure_demo_dataset(data, num_images={"train": 40, "val": 16})
     save = tmp_path_factory.mktemp("runs")
-    no_flip = datasets.image_transform
+    class NoFlipSampler(datasets.ShuffleFlipSampler):
+        def __iter__(self):
+            return ((idx, False) for idx, _ in super().__iter__())
+
     with pytest.MonkeyPatch.context() as mp:
         # Without the random flip the images the run saw can be rebuilt exactly.
-        mp.setattr(datasets, "image_transform", lambda size, train: no_flip(size, train=False))
+        mp.setattr(datasets, "ShuffleFlipSampler", NoFlipSampler)
         assert main.main(["--dataset", "demo", "--data_dir", data, "--save_path", str(save),
                           "--exp_name", "rec", "--arch", "resnet18", "--weights", "none", "--image_size", "32",
                           "--num_workers", "0", "--bsize", "64", "--lr", "0", "--num_epochs", "2",
@@ -152,7 +155,7 @@ def test_recorded_losses_equal_bce_recomputed_from_the_weights(recorded_run):
     model = build_model("resnet18", 12, "none")
     model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True)["model"])
     model.train()                                   # as the batch was trained: batch statistics
-    transform = datasets.image_transform(32, train=False)
+    transform = datasets.image_transform(32)
     images = torch.stack([datasets.ImageDataset(labels["images"], transform)[i][0] for i in range(32)])
     with torch.no_grad():
         logits = model(images)
@@ -216,9 +219,9 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
     seen = []
     real_loss = train.losses.compute_batch_loss
 
-    def spy(logits, batch_obs, *args):
+    def spy(logits, batch_obs, *args, **kwargs):
         seen.append((logits.detach().clone(), batch_obs.clone()))
-        return real_loss(logits, batch_obs, *args)
+        return real_loss(logits, batch_obs, *args, **kwargs)
 
     monkeypatch.setattr(train.losses, "compute_batch_loss", spy)
     paths = np.array([f"img{i}.png" for i in range(12)])

@@ -91,7 +91,7 @@ def test_corrupt_image_names_its_path(tmp_path):
     good, bad = tmp_path / "good.png", tmp_path / "bad.jpg"
     Image.new("RGB", (8, 8), "red").save(good)
     bad.write_bytes(b"\xff\xd8 not a jpeg")
-    ds = datasets.ImageDataset([str(good), str(bad)], datasets.image_transform(4, train=False))
+    ds = datasets.ImageDataset([str(good), str(bad)], datasets.image_transform(4))
     image, idx = ds[0]
     assert image.shape == (3, 4, 4) and idx == 0
     with pytest.raises(UserError, match="bad.jpg"):

@@ -1,0 +1,231 @@
+"""Collect finished runs (each folder's config.json and results.json) into the paper's tables, as
+Markdown with our mean ± std over seeds beside the paper's numbers, and into its figures, as PNG.
+
+    python scripts/collect.py table runs/table2_end_to_end            # Table 2, end-to-end
+    python scripts/collect.py table runs/table2_linear_init           # Table 2, LinearInit
+    python scripts/collect.py table runs/table3_openimages            # Table 3 (G1..G5 and all)
+    python scripts/collect.py sweep runs/figure5 --png figure5.png    # Figure 5 / any delta_rel sweep
+    python scripts/collect.py fraction runs/figure6 --png figure6.png # Figure 6
+
+A table's paper column is chosen from the folder name (or --paper); runs not yet finished are
+left out and counted.
+"""
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+DATASET_NAMES = {"pascal": "VOC", "coco": "COCO", "nuswide": "NUS-WIDE", "cub": "CUB",
+                 "openimages": "OpenImages", "demo": "Demo", "custom": "Custom"}
+METHOD_NAMES = {"AN": "Naive AN", "WAN": "WAN", "LSAN": "LSAN (AN-LS)", "EPR": "EPR", "ROLE": "ROLE",
+                "IU": "Naive IU", "LL-R": "LL-R", "LL-Ct": "LL-Ct", "LL-Cp": "LL-Cp",
+                "LL-R-abs": "LL-R (abs)", "LL-Ct-abs": "LL-Ct (abs)"}
+METHOD_ORDER = ["Full label", *METHOD_NAMES.values()]
+GROUPS = ["G1", "G2", "G3", "G4", "G5"]
+
+# The paper's test mAP (SPEC section 9): Table 2 as VOC, COCO, NUS-WIDE, CUB; Table 3 over all
+# groups. Baselines whose numbers SPEC does not list show "-" in the paper column.
+_T2 = ("pascal", "coco", "nuswide", "cub")
+PAPER = {
+    "table2_end_to_end": {
+        "Full label": dict(zip(_T2, (90.2, 78.0, 54.5, 32.9))),
+        "Naive AN": dict(zip(_T2, (85.1, 64.1, 42.0, 19.1))),
+        "LL-R": dict(zip(_T2, (89.2, 71.0, 47.4, 19.5))),
+        "LL-Ct": dict(zip(_T2, (89.0, 70.5, 48.0, 20.4))),
+        "LL-Cp": dict(zip(_T2, (88.4, 70.7, 48.3, 20.1))),
+    },
+    "table2_linear_init": {
+        "Full label": dict(zip(_T2, (91.1, 77.2, 54.9, 34.0))),
+        "Naive AN": dict(zip(_T2, (86.9, 68.7, 47.6, 20.9))),
+        "LL-R": dict(zip(_T2, (89.4, 71.9, 49.1, 21.5))),
+        "LL-Ct": dict(zip(_T2, (89.3, 71.6, 49.6, 21.8))),
+        "LL-Cp": dict(zip(_T2, (88.3, 71.0, 49.4, 21.4))),
+    },
+    "table3_openimages": {
+        "Naive AN": {"openimages": 82.0}, "LL-R": {"openimages": 82.5},
+        "LL-Ct": {"openimages": 82.6}, "LL-Cp": {"openimages": 82.5},
+    },
+}
+
+
+def load_runs(folder):
+    """One dict per finished run under ``folder``: its config.json updated with its results.json."""
+    records, unfinished = [], 0
+    for name in sorted(os.listdir(folder)):
+        run_dir = os.path.join(folder, name)
+        if not os.path.isfile(os.path.join(run_dir, "config.json")):
+            continue
+        if not os.path.isfile(os.path.join(run_dir, "results.json")):
+            unfinished += 1
+            continue
+        with open(os.path.join(run_dir, "config.json")) as f:
+            record = json.load(f)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            record.update(json.load(f))
+        records.append(record)
+    if unfinished:
+        print(f"({unfinished} unfinished runs in {folder} left out)", file=sys.stderr)
+    return records
+
+
+def method_label(record):
+    return "Full label" if record["train_set_variant"] == "clean" else METHOD_NAMES[record["mod_scheme"]]
+
+
+def mean_std(values):
+    """'71.23 ± 0.41 (n=3)' over seeds (sample std); the mean alone for one seed; '' for none."""
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} (n={len(values)})"
+
+
+def _order(labels):
+    return sorted(labels, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+def table_markdown(records, paper=None):
+    """Rows: methods; per dataset our test mAP (mean ± std over seeds) and the paper's. Datasets
+    with class groups (OpenImages) get a column per group too."""
+    paper = paper or {}
+    cells = defaultdict(list)                  # (method, dataset, metric) -> values over seeds
+    datasets = [d for d in DATASET_NAMES if any(r["dataset"] == d for r in records)]
+    modes = {r["train_mode"] for r in records}
+    for r in records:
+        label = method_label(r) + (" (LinearInit)" if len(modes) > 1 and r["train_mode"] == "linear_init" else "")
+        for key, value in r.items():
+            if key == "test_map" or key.startswith("test_map_G"):
+                cells[(label, r["dataset"], key)].append(value)
+    methods = _order({m for m, _, _ in cells})
+    header, keys = ["method"], []
+    for d in datasets:
+        groups = [g for g in GROUPS if any(k == (m, d, f"test_map_{g}") for m in methods for k in cells)]
+        for g in groups:
+            header.append(f"{DATASET_NAMES[d]} {g} ours")
+            keys.append((d, f"test_map_{g}", None))
+        header.append(f"{DATASET_NAMES[d]}{' all' if groups else ''} ours")
+        keys.append((d, "test_map", None))
+        if any(d in p for p in paper.values()):
+            header.append(f"{DATASET_NAMES[d]} paper")
+            keys.append((d, None, "paper"))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in methods:
+        row = [m]
+        for d, metric, source in keys:
+            if source == "paper":
+                value = paper.get(m, {}).get(d)
+                row.append("-" if value is None else f"{value:.1f}")
+            else:
+                row.append(mean_std(cells.get((m, d, metric), [])))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _by(records, *keys):
+    groups = defaultdict(list)
+    for r in records:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return groups
+
+
+def best_delta(records):
+    """{(dataset, scheme): delta_rel with the best mean best_val_map over seeds} (the authors' rule)."""
+    best = {}
+    for (dataset, scheme, delta), runs in sorted(_by(records, "dataset", "mod_scheme", "delta_rel").items()):
+        score = np.mean([r["best_val_map"] for r in runs])
+        if (dataset, scheme) not in best or score > best[(dataset, scheme)][1]:
+            best[(dataset, scheme)] = (delta, score)
+    return {key: delta for key, (delta, _) in best.items()}
+
+
+def sweep_table(records):
+    """Val and test mAP per delta_rel, and the value chosen on val mAP."""
+    if not records:
+        return "no finished runs"
+    lines = ["| dataset | scheme | delta_rel (%/epoch) | val mAP | test mAP |", "|---|---|---|---|---|"]
+    for (dataset, scheme, delta), runs in sorted(_by(records, "dataset", "mod_scheme", "delta_rel").items()):
+        lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | {scheme} | {delta:g} | "
+                     f"{mean_std([r['best_val_map'] for r in runs])} | {mean_std([r['test_map'] for r in runs])} |")
+    for (dataset, scheme), delta in best_delta(records).items():
+        lines.append(f"\nBest delta_rel on val mAP for {scheme} on {DATASET_NAMES.get(dataset, dataset)}: {delta:g}")
+    return "\n".join(lines)
+
+
+def fraction_table(records):
+    """Test mAP per method and fraction of training images."""
+    fractions = sorted({r["ss_frac_train"] for r in records})
+    methods = _order({method_label(r) for r in records})
+    lines = ["| method | " + " | ".join(f"{100 * f:g} %" for f in fractions) + " |", "|---|" + "---|" * len(fractions)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(
+            mean_std([r["test_map"] for r in records if r["ss_frac_train"] == f and method_label(r) == m])
+            for f in fractions) + " |")
+    return "\n".join(lines)
+
+
+def _plot(series, xlabel, title, png, percent_axis=False):
+    """series: {label: {x: [values over seeds]}} -> PNG with mean and std error bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, points in series.items():
+        xs = sorted(points)
+        means = [np.mean(points[x]) for x in xs]
+        stds = [np.std(points[x], ddof=1) if len(points[x]) > 1 else 0.0 for x in xs]
+        ax.errorbar([100 * x if percent_axis else x for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test mAP (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=150)
+    plt.close(fig)
+    print(f"wrote {png}")
+
+
+def plot_sweep(records, png):
+    series = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        series[f"{r['mod_scheme']} ({DATASET_NAMES.get(r['dataset'], r['dataset'])})"][r["delta_rel"]].append(r["test_map"])
+    _plot(series, "delta_rel (% per epoch)", "Test mAP against delta_rel (paper Fig. 5)", png)
+
+
+def plot_fraction(records, png):
+    series = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        series[method_label(r)][r["ss_frac_train"]].append(r["test_map"])
+    _plot(series, "training images kept (%)", "Test mAP against training-set size (paper Fig. 6)", png,
+          percent_axis=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=("table", "sweep", "fraction"))
+    p.add_argument("runs", help="the folder holding the run folders (a script's --save_path)")
+    p.add_argument("--paper", choices=tuple(PAPER), default=None,
+                   help="which paper numbers to show beside ours (default: from the folder name)")
+    p.add_argument("--png", default=None, help="sweep and fraction: also draw the figure into this PNG file")
+    opts = p.parse_args(argv)
+    if not os.path.isdir(opts.runs):
+        p.error(f"{opts.runs} is not a folder")
+    records = load_runs(opts.runs)
+    if not records:
+        print(f"no finished runs in {opts.runs}")
+        return 1
+    if opts.kind == "table":
+        print(table_markdown(records, PAPER.get(opts.paper or os.path.basename(os.path.normpath(opts.runs)))))
+        return 0
+    print(sweep_table(records) if opts.kind == "sweep" else fraction_table(records))
+    if opts.png:
+        (plot_sweep if opts.kind == "sweep" else plot_fraction)(records, opts.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

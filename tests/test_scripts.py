@@ -1,0 +1,159 @@
+"""The experiment scripts' dry runs and launcher, and the collector on fabricated run folders."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+sys.path.insert(0, SCRIPTS)
+
+import collect  # noqa: E402  (scripts/ is not a package: its scripts import each other by name)
+import experiments  # noqa: E402
+import figure5_delta_sweep  # noqa: E402
+import figure6_fraction  # noqa: E402
+import sweep_delta  # noqa: E402
+import table2_end_to_end  # noqa: E402
+import table2_linear_init  # noqa: E402
+import table3_openimages  # noqa: E402
+
+
+def listed_commands(capsys):
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+
+
+def test_table2_dry_run_lists_every_method_dataset_and_seed(tmp_path, capsys):
+    assert table2_end_to_end.main(["--dry_run", "--seeds", "2", "--save_path", str(tmp_path),
+                                   "--data_dir", "/data"]) == 0
+    commands = listed_commands(capsys)
+    assert len(commands) == 9 * 4 * 2
+    assert all(c.startswith("[new] ") for c in commands)
+    full = [c for c in commands if "--exp_name coco_full_s1 " in c]
+    assert len(full) == 1 and "--train_set_variant clean" in full[0] and "--data_dir /data/coco" in full[0]
+    assert not os.listdir(tmp_path)                                  # a dry run starts nothing
+
+
+def test_linear_init_and_demo_presets(tmp_path, capsys):
+    assert table2_linear_init.main(["--dry_run", "--demo", "--save_path", str(tmp_path),
+                                    "--linear_init_epochs", "2", "--num_epochs", "7"]) == 0
+    commands = listed_commands(capsys)
+    assert len(commands) == 9 and all("--dataset demo" in c for c in commands)
+    assert all("--train_mode linear_init --linear_init_epochs 2" in c for c in commands)
+    assert all(c.endswith("--num_epochs 7") for c in commands)          # unknown flags go to main.py
+    assert all(("--delta_rel 3.0" in c) == ("--mod_scheme LL-" in c) for c in commands)
+
+
+def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit):                                  # no published delta_rel
+        table3_openimages.main(["--dry_run", "--save_path", str(tmp_path)])
+    capsys.readouterr()
+    assert table3_openimages.main(["--dry_run", "--delta_rel", "0.3", "--save_path", str(tmp_path)]) == 0
+    commands = listed_commands(capsys)
+    assert len(commands) == 5 and all("--arch resnet101 --image_size 224 --bsize 288" in c for c in commands)
+    assert sum("--delta_rel 0.3" in c for c in commands) == 3 and sum("--mod_scheme IU" in c for c in commands) == 1
+
+    assert figure5_delta_sweep.main(["--dry_run", "--seeds", "2", "--save_path", str(tmp_path)]) == 0
+    commands = listed_commands(capsys)
+    assert len(commands) == 10 and all("--dataset coco" in c and "--mod_scheme LL-Ct" in c for c in commands)
+    assert {c.split("--delta_rel ")[1].split()[0] for c in commands} == {"0.1", "0.2", "0.3", "0.4", "0.5"}
+
+    monkeypatch.chdir(tmp_path)
+    assert sweep_delta.main(["--dry_run", "--dataset", "cub", "--scheme", "LL-R", "--deltas", "0.2", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert f"2 runs in {tmp_path}/runs/sweep_cub_LL-R:" in out and "--exp_name cub_LL-R_d0.4_s0 " in out
+    with pytest.raises(SystemExit):                                  # which dataset?
+        sweep_delta.main(["--dry_run"])
+
+    assert figure6_fraction.main(["--dry_run", "--fractions", "0.1", "1.0", "--methods", "full", "LL-Ct",
+                                  "--save_path", str(tmp_path)]) == 0
+    commands = listed_commands(capsys)
+    assert len(commands) == 4 and sum("--ss_frac_train 0.1" in c for c in commands) == 2
+    assert any("--exp_name coco_full_f0.1_s0 " in c for c in commands)
+
+
+def test_launcher_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch, capsys):
+    (tmp_path / "demo_AN_s0").mkdir()
+    (tmp_path / "demo_AN_s0" / "results.json").write_text("{}")
+    (tmp_path / "demo_WAN_s0").mkdir()
+    (tmp_path / "demo_WAN_s0" / "last.pt").write_text("")
+    started = []
+
+    def fake_run(cmd, cwd):
+        started.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if "demo_LSAN_s0" in cmd else 0)
+
+    monkeypatch.setattr(experiments.subprocess, "run", fake_run)
+    status = table2_end_to_end.main(["--demo", "--save_path", str(tmp_path), "--methods", "AN", "WAN", "LSAN", "EPR"])
+    assert status == 1                                                # LSAN failed; EPR still ran
+    names = [cmd[cmd.index("--exp_name") + 1] for cmd in started]
+    assert names == ["demo_WAN_s0", "demo_LSAN_s0", "demo_EPR_s0"]
+    assert started[0][-1] == "--resume" and "--resume" not in started[1]
+    out = capsys.readouterr().out
+    assert "1 done, 1 to resume, 2 new" in out and "1 runs failed: demo_LSAN_s0" in out
+
+
+def fabricate(folder, name, dataset, scheme, seed, test_map, val_map=50.0, clean=False, mode="end_to_end",
+              delta=0.0, frac=1.0, groups=None, finished=True):
+    """A run folder as main.py leaves it (config.json, results.json), with made-up numbers."""
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    config = {"dataset": dataset, "mod_scheme": scheme, "train_set_variant": "clean" if clean else "observed",
+              "train_mode": mode, "delta_rel": delta, "ss_frac_train": frac, "seed": seed}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    if finished:
+        results = {"test_map": test_map, "best_val_map": val_map, **{f"test_map_G{g}": v for g, v in (groups or {}).items()}}
+        (run_dir / "results.json").write_text(json.dumps(results))
+
+
+def test_collector_table_beside_the_paper(tmp_path, capsys):
+    runs = tmp_path / "table2_end_to_end"
+    fabricate(runs, "coco_LL-R_s0", "coco", "LL-R", 0, 70.0, delta=0.4)
+    fabricate(runs, "coco_LL-R_s1", "coco", "LL-R", 1, 72.0, delta=0.4)
+    fabricate(runs, "coco_full_s0", "coco", "AN", 0, 77.5, clean=True)
+    fabricate(runs, "pascal_WAN_s0", "pascal", "WAN", 0, 86.25)
+    fabricate(runs, "pascal_AN_s0", "pascal", "AN", 0, 0.0, finished=False)
+    assert collect.main(["table", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| method | VOC ours | VOC paper | COCO ours | COCO paper |"
+    rows = {line.split(" | ")[0][2:]: line for line in lines[2:]}
+    assert list(rows) == ["Full label", "WAN", "LL-R"]                # paper order; unfinished left out
+    # mean 71, sample std sqrt(2) = 1.41 over the two seeds, beside the paper's 71.0.
+    assert rows["LL-R"] == "| LL-R |  | 89.2 | 71.00 ± 1.41 (n=2) | 71.0 |"
+    assert rows["WAN"] == "| WAN | 86.25 | - |  | - |"
+    assert rows["Full label"].endswith("| 77.50 | 78.0 |")
+
+
+def test_collector_openimages_groups(tmp_path, capsys):
+    runs = tmp_path / "table3_openimages"
+    fabricate(runs, "openimages_AN_s0", "openimages", "AN", 0, 81.0, groups={g: 70.0 + g for g in range(1, 6)})
+    assert collect.main(["table", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| method | OpenImages G1 ours |") and lines[0].endswith("all ours | OpenImages paper |")
+    assert lines[2] == "| Naive AN | 71.00 | 72.00 | 73.00 | 74.00 | 75.00 | 81.00 | 82.0 |"
+
+
+def test_collector_sweep_picks_delta_on_val_and_draws_figures(tmp_path, capsys):
+    sweep = tmp_path / "figure5"
+    for delta, vals, tests in ((0.1, (60.0, 62.0), (70.0, 70.0)), (0.2, (64.0, 63.0), (69.0, 71.0)),
+                               (0.3, (61.0, 61.0), (75.0, 75.0))):   # best test at 0.3, best val at 0.2
+        for seed in (0, 1):
+            fabricate(sweep, f"coco_LL-Ct_d{delta}_s{seed}", "coco", "LL-Ct", seed, tests[seed],
+                      val_map=vals[seed], delta=delta)
+    records = collect.load_runs(str(sweep))
+    assert collect.best_delta(records) == {("coco", "LL-Ct"): 0.2}
+    assert collect.main(["sweep", str(sweep), "--png", str(tmp_path / "fig5.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| COCO | LL-Ct | 0.2 | 63.50 ± 0.71 (n=2) | 70.00 ± 1.41 (n=2) |" in out
+    assert "Best delta_rel on val mAP for LL-Ct on COCO: 0.2" in out
+    assert (tmp_path / "fig5.png").read_bytes()[:4] == b"\x89PNG"
+
+    fraction = tmp_path / "figure6"
+    for frac, weak, full in ((0.1, 50.0, 60.0), (1.0, 70.0, 78.0)):
+        fabricate(fraction, f"coco_LL-Ct_f{frac}_s0", "coco", "LL-Ct", 0, weak, frac=frac, delta=0.2)
+        fabricate(fraction, f"coco_full_f{frac}_s0", "coco", "AN", 0, full, frac=frac, clean=True)
+    assert collect.main(["fraction", str(fraction), "--png", str(tmp_path / "fig6.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| method | 10 % | 100 % |" in out and "| Full label | 60.00 | 78.00 |" in out
+    assert "| LL-Ct | 50.00 | 70.00 |" in out
+    assert (tmp_path / "fig6.png").read_bytes()[:4] == b"\x89PNG"

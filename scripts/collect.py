@@ -22,7 +22,7 @@ DATASET_NAMES = {"pascal": "VOC", "coco": "COCO", "nuswide": "NUS-WIDE", "cub": 
                  "openimages": "OpenImages", "demo": "Demo", "custom": "Custom"}
 METHOD_NAMES = {"AN": "Naive AN", "WAN": "WAN", "LSAN": "LSAN (AN-LS)", "EPR": "EPR", "ROLE": "ROLE",
                 "IU": "Naive IU", "LL-R": "LL-R", "LL-Ct": "LL-Ct", "LL-Cp": "LL-Cp",
-                "LL-R-abs": "LL-R (abs)", "LL-Ct-abs": "LL-Ct (abs)"}
+                "LL-R-abs": "LL-R (abs)", "LL-Ct-abs": "LL-Ct (abs)", "CSL": "CSL"}
 METHOD_ORDER = ["Full label", *METHOD_NAMES.values()]
 GROUPS = ["G1", "G2", "G3", "G4", "G5"]
 

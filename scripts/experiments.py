@@ -34,6 +34,8 @@ METHODS = {
     "LL-R": ["--mod_scheme", "LL-R"],
     "LL-Ct": ["--mod_scheme", "LL-Ct"],
     "LL-Cp": ["--mod_scheme", "LL-Cp"],
+    # Not a row of the paper: Ben-Baruch et al.'s class-aware selective loss, on request (--methods).
+    "CSL": ["--mod_scheme", "CSL"],
 }
 LL_METHODS = ("LL-R", "LL-Ct", "LL-Cp")
 

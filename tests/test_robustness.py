@@ -15,6 +15,7 @@ import main
 import models
 import train
 from data.demo import ensure_demo_dataset
+from helpers import read_log
 from datasets import Split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,13 +24,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_cli(args, **kwargs):
     return subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def read_log(run_dir):
-    records = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
-    for r in records:
-        r.pop("time_s")
-    return records
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path, tiny):

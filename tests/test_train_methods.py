@@ -2,7 +2,6 @@
 new schemes through the CLI, on a tiny generated dataset."""
 import copy
 import json
-import os
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import main
 import train
 from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
+from helpers import read_log
 
 TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
         "--bsize", "8", "--lr", "1e-3"]
@@ -25,13 +25,6 @@ def demo_dir(tmp_path_factory):
 
 def cli(demo_dir, save_path, *extra):
     return ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(save_path), *TINY, *extra]
-
-
-def read_log(run_dir):
-    records = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
-    for r in records:
-        r.pop("time_s")
-    return records
 
 
 def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_path):

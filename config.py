@@ -69,6 +69,7 @@ class Config:
     seed: int
     num_workers: int
     device: str
+    amp: str
     save_path: str
     exp_name: str
     overwrite: bool
@@ -178,6 +179,10 @@ def get_args_parser():
                    help="frozen-backbone epochs of linear_init (counted in --num_epochs)")
 
     g = p.add_argument_group("run")
+    g.add_argument("--amp", default="auto", choices=("auto", "none", "bf16", "fp16"),
+                   help="mixed precision of the model's forward and backward ('auto': bf16 on CUDA, none on "
+                        "the CPU, where bf16 is slow without hardware support); fp16 uses loss scaling. "
+                        "The large-loss selection and every loss always run in fp32")
     g.add_argument("--device", default=os.environ.get("LLM_DEVICE", "auto"),
                    help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'...; env LLM_DEVICE")
     g.add_argument("--save_path", default="runs", help="parent folder of run folders")

@@ -43,6 +43,24 @@ def resolve_device(name):
     return device
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(amp, device):
+    """The autocast dtype that --amp gives on ``device``; None runs the model in fp32."""
+    if amp == "auto":
+        amp = "bf16" if torch.device(device).type == "cuda" else "none"
+    return AMP_DTYPES[amp]
+
+
+def to_device(inputs, device):
+    """A batch on the device; image batches channels-last on CUDA, where convolutions run faster so."""
+    inputs = inputs.to(device, non_blocking=True)
+    if inputs.dim() == 4 and inputs.device.type == "cuda":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
 def save_atomic(obj, path):
     """Write then rename, so a kill at any moment leaves the previous good copy."""
     tmp = f"{path}.tmp"
@@ -80,7 +98,7 @@ def set_backbone_frozen(model, frozen):
 
 
 def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
-                    prior=None, recorder=None):
+                    prior=None, recorder=None, scaler=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
 
@@ -94,6 +112,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         label_estimate: ROLE's ``losses.LabelEstimate`` (trained by ``optimizer``), else None.
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
+        scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).
     Returns:
         dict of epoch statistics.
     """
@@ -103,14 +122,18 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
     total_loss = torch.zeros((), device=device)
     num_modified = torch.zeros((), dtype=torch.long, device=device)
     num_modified_true = torch.zeros((), dtype=torch.long, device=device)
+    first_bad_step = torch.zeros((), dtype=torch.long, device=device)     # 0: every loss finite so far
     num_seen = 0
+    dtype = autocast_dtype(cfg.amp, device)
+    scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
     for step, (images, idx) in enumerate(progress, start=1):
-        images = images.to(device, non_blocking=True)
+        images = to_device(images, device)
         idx = idx.to(device, non_blocking=True)
         batch_obs = labels_obs[idx]                                             # (B, K)
 
-        logits = model.head(images) if images.dim() == 2 else model(images)   # cached features or images
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            logits = model.head(images) if images.dim() == 2 else model(images)   # cached features or images
         if cfg.mod_scheme == "CSL":
             loss, modified = losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
         else:
@@ -118,14 +141,15 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
             loss, modified = losses.compute_batch_loss(
                 logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch, R0=cfg.R0, delta_abs=cfg.delta_abs,
                 expected_num_pos=cfg.expected_num_pos, estimate_logits=estimate)
-        if not torch.isfinite(loss):
-            raise UserError(f"non-finite loss ({loss.item()}) in epoch {epoch}, batch {step}; the last "
-                            f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
+        # Noted on the device and checked with the progress bar: testing every batch would make the
+        # CPU wait for the GPU at each step.
+        first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step, first_bad_step)
         if recorder is not None:
             recorder.record_batch(epoch, idx, logits.detach(), batch_obs, modified)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
         if cfg.mod_scheme == "LL-Cp":
             labels_obs[idx] = batch_obs.masked_fill(modified, 1)
@@ -134,7 +158,10 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         if labels_true is not None:
             num_modified_true += (modified & labels_true[idx]).sum()
         num_seen += len(idx)
-        if step % 20 == 0:
+        if step % 20 == 0 or step == len(loader):
+            if first_bad_step.item():
+                raise UserError(f"non-finite loss in epoch {epoch}, batch {first_bad_step.item()}; the last "
+                                f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
             progress.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
     stats = {"train_loss": total_loss.item() / num_seen,
@@ -150,17 +177,19 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
 
 
 @torch.no_grad()
-def predict(model, loader, device, desc="eval"):
-    """(N, K) float32 logits of a loader's images, in dataset order."""
+def predict(model, loader, device, desc="eval", amp="none"):
+    """(N, K) float32 logits of a loader's images, in dataset order (``amp``: as --amp)."""
     model.eval()
-    outputs = [model(images.to(device, non_blocking=True)).float()
-               for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
+    dtype = autocast_dtype(amp, device)
+    with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        outputs = [model(to_device(images, device)).float()
+                   for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
     return torch.cat(outputs).cpu().numpy()
 
 
-def estimate_class_prior(model, loader, device):
+def estimate_class_prior(model, loader, device, amp="none"):
     """CSL's model-based prior: the mean predicted probability of each class over a loader's images."""
-    return 1 / (1 + np.exp(-predict(model, loader, device, "class prior").astype(np.float64))).mean(axis=0)
+    return 1 / (1 + np.exp(-predict(model, loader, device, "class prior", amp).astype(np.float64))).mean(axis=0)
 
 
 def csl_prior(cfg, train_split, run_dir):
@@ -176,11 +205,11 @@ def csl_prior(cfg, train_split, run_dir):
     return prior
 
 
-def evaluate(model, loader, split, device, desc="eval", class_groups=None):
+def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none"):
     """mAP (percent) of the model on a split: on its full labels, or on its annotated entries
     where the truth is only partially known (OpenImages). With ``class_groups`` ((K,) int), also
     the mAP of each group of classes, as ``map_G1``, ``map_G2``, ..."""
-    scores = predict(model, loader, device, desc)
+    scores = predict(model, loader, device, desc, amp)
     if split.labels is not None:
         ap = average_precision_per_class(split.labels, scores)
     else:
@@ -225,8 +254,8 @@ def make_loader(split, cfg, train, generator=None):
     """Training: shuffled, each image flipped or not, both drawn from ``generator``; else in order."""
     sampler = datasets.ShuffleFlipSampler(len(split), generator or torch.Generator()) if train else None
     return DataLoader(datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size)),
-                      batch_size=cfg.bsize, sampler=sampler, drop_last=False,
-                      num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+                      batch_size=cfg.bsize, sampler=sampler, drop_last=False, num_workers=cfg.num_workers,
+                      persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
 
 
 @torch.no_grad()
@@ -239,9 +268,11 @@ def cache_backbone_features(model, split, cfg, device):
     for flip in (False, True):
         loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in range(len(split))],
                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
-        features.append(torch.cat([model.features(images.to(device, non_blocking=True)).float().cpu()
-                                   for images, _ in tqdm(loader, desc=f"caching features (flip={flip})",
-                                                         leave=False, dynamic_ncols=True, disable=None)]))
+        dtype = autocast_dtype(cfg.amp, device)      # the precision the uncached phase would use
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            features.append(torch.cat([model.features(to_device(images, device)).float().cpu()
+                                       for images, _ in tqdm(loader, desc=f"caching features (flip={flip})",
+                                                             leave=False, dynamic_ncols=True, disable=None)]))
     return torch.stack(features)
 
 
@@ -298,6 +329,9 @@ def run(cfg, resume=False):
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
     label_estimate = (losses.LabelEstimate(splits["train"].labels_obs).to(device)
                       if cfg.mod_scheme == "ROLE" else None)
     optimizer = build_optimizer(model, cfg, label_estimate)
@@ -322,6 +356,7 @@ def run(cfg, resume=False):
         labels_obs.copy_(ckpt["labels_obs"])
         if label_estimate is not None:
             label_estimate.load_state_dict(ckpt["label_estimate"])
+        scaler.load_state_dict(ckpt["scaler"])
         state = ckpt["state"]
         print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
     config_path = os.path.join(cfg.run_dir, "config.json")
@@ -362,12 +397,13 @@ def run(cfg, resume=False):
             cached_features = None
         record = {"epoch": epoch, "frozen_backbone": frozen}
         record.update(train_one_epoch(model, cached_features if frozen else loaders["train"], optimizer, labels_obs,
-                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder))
+                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler))
         if recorder is not None:
             recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
             record.update(modification_summary(labels_obs, initial_obs, labels_true))
-        record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val")["map"]
+        record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val",
+                                     amp=cfg.amp)["map"]
 
         if record["val_map"] > state["best_map"]:
             state.update(best_map=record["val_map"], best_epoch=epoch)
@@ -376,7 +412,8 @@ def run(cfg, resume=False):
         record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
         state["history"].append(record)
         state["epoch"] = epoch
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "labels_obs": labels_obs,
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                     "labels_obs": labels_obs,
                      "label_estimate": None if label_estimate is None else label_estimate.state_dict(),
                      "state": state}, ckpt_path)
         with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
@@ -388,7 +425,7 @@ def run(cfg, resume=False):
 
     model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
     test = evaluate(model, loaders["test"], splits["test"], device, "test",
-                    datasets.load_class_groups(cfg.data_dir, num_classes))
+                    datasets.load_class_groups(cfg.data_dir, num_classes), cfg.amp)
     test_map = test["map"]
     results = {"test_map": test_map, **{f"test_{k}": v for k, v in test.items() if k != "map"},
                "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
@@ -400,7 +437,7 @@ def run(cfg, resume=False):
         # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
         # on the training images, for a later --csl_mode selective --csl_prior run.
         train_eval = make_loader(splits["train"], cfg, train=False)
-        np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), estimate_class_prior(model, train_eval, device))
+        np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), estimate_class_prior(model, train_eval, device, cfg.amp))
         results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
     save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
     print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "

@@ -218,12 +218,12 @@ def build_config(args):
         raise UserError(f"--delta_rel must be >= 0 (percent per epoch), got {args.delta_rel}")
     if args.mod_scheme in losses.RATE_SCHEMES and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
-                          f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
+                        f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
     last_rate = (losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
-                 if args.mod_scheme in losses.SCHEMES else 0.0)
+                 if args.mod_scheme in losses.RATE_SCHEMES else 0.0)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
-                          f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
+                        f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
     if args.mod_scheme in losses.ABS_SCHEMES and (args.R0 is None or args.delta_abs is None):
         raise UserError(f"{args.mod_scheme} needs --R0 and --delta_abs (the threshold R(t) = R0 - t * "
                         f"delta_abs, in BCE loss units); the paper publishes no default")
@@ -246,13 +246,21 @@ def build_config(args):
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 
     data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
-    exp_name = args.exp_name or f"{args.dataset}_{args.mod_scheme}_d{args.delta_rel:g}_{args.arch}_s{args.seed}"
-    if args.mod_scheme in losses.ABS_SCHEMES and args.exp_name is None:
-        exp_name = f"{args.dataset}_{args.mod_scheme}_R{args.R0:g}_da{args.delta_abs:g}_{args.arch}_s{args.seed}"
-    if args.mod_scheme in losses.BASELINES and args.exp_name is None:
-        exp_name = f"{args.dataset}_{args.mod_scheme}_{args.arch}_s{args.seed}"
-    if args.train_set_variant == "clean" and args.exp_name is None:
-        exp_name = f"{args.dataset}_full_{args.arch}_s{args.seed}"
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    return Config(**{**values, "data_dir": data_dir, "exp_name": exp_name})
+    return Config(**{**values, "data_dir": data_dir, "exp_name": args.exp_name or default_exp_name(args)})
+
+
+def default_exp_name(args):
+    """<dataset>_<method and what sets it apart>_<arch>_s<seed>."""
+    if args.train_set_variant == "clean":
+        method = "full"
+    elif args.mod_scheme in losses.ABS_SCHEMES:
+        method = f"{args.mod_scheme}_R{args.R0:g}_da{args.delta_abs:g}"
+    elif args.mod_scheme == "CSL":
+        method = f"CSL-{args.csl_mode}"
+    elif args.mod_scheme == "AN" or args.mod_scheme in losses.BASELINES:
+        method = args.mod_scheme
+    else:
+        method = f"{args.mod_scheme}_d{args.delta_rel:g}"
+    return f"{args.dataset}_{method}_{args.arch}_s{args.seed}"

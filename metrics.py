@@ -1,8 +1,10 @@
-"""Average precision per class and mAP (SPEC section 7), vectorised over classes."""
+"""Average precision per class and mAP, vectorised over classes (in torch: on the CPU, or on the
+GPU when given ``device``)."""
 import numpy as np
+import torch
 
 
-def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=256):
+def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=256, device="cpu"):
     """AP of every column, equal to ``sklearn.metrics.average_precision_score`` column by column.
 
     sklearn's AP is sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, so tied scores
@@ -14,6 +16,7 @@ def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=256)
         annotated: optional (N, K) bool, for partially labelled test sets (OpenImages): each class's
             AP then uses only its annotated entries.
         chunk_size: classes processed at once, bounding memory at about 40 * N * chunk_size bytes.
+        device: where to compute ("cuda" sorts every class at once, far faster than sklearn's loop).
     Returns:
         (K,) float64 AP in [0, 1]. A class without a positive scores 0 (upstream convention), or
         NaN (skipped) when ``annotated`` is given.
@@ -26,28 +29,29 @@ def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=256)
         # Unannotated entries become negatives ranked below everything: they add nothing to any AP.
         y_true = y_true & annotated
         y_score = np.where(annotated, y_score, -np.inf)
-    ap = np.concatenate([_ap_columns(y_true[:, c:c + chunk_size], y_score[:, c:c + chunk_size])
+    ap = np.concatenate([_ap_columns(y_true[:, c:c + chunk_size], y_score[:, c:c + chunk_size], device)
                          for c in range(0, y_true.shape[1], chunk_size)])
     if annotated is not None:
         ap[~y_true.any(axis=0)] = np.nan
     return ap
 
 
-def _ap_columns(y_true, y_score):
-    num = y_true.shape[0]
-    order = np.argsort(-y_score, axis=0, kind="stable")                    # (N, C) descending
-    scores = np.take_along_axis(y_score, order, axis=0)
-    hits = np.take_along_axis(y_true, order, axis=0).astype(np.float64)
-    precision = np.cumsum(hits, axis=0) / np.arange(1, num + 1)[:, None]
-    # Each row gets the precision at the last row of its tie group: take the group-end row index
-    # and propagate it upwards with a reversed running minimum.
-    group_end = np.ones_like(scores, dtype=bool)
-    group_end[:-1] = scores[:-1] != scores[1:]
-    end_row = np.where(group_end, np.arange(num)[:, None], num)
-    end_row = np.minimum.accumulate(end_row[::-1], axis=0)[::-1]
-    precision = np.take_along_axis(precision, end_row, axis=0)
-    num_pos = hits.sum(axis=0)
-    return np.divide((hits * precision).sum(axis=0), num_pos, out=np.zeros_like(num_pos), where=num_pos > 0)
+def _ap_columns(y_true, y_score, device):
+    scores = torch.as_tensor(y_score.T.copy(), device=device)                 # (C, N), one row per class
+    scores, order = torch.sort(scores, dim=1, descending=True)
+    hits = torch.gather(torch.as_tensor(y_true.T.copy(), device=device), 1, order).double()
+    num = scores.shape[1]
+    rows = torch.arange(num, device=device)
+    precision = hits.cumsum(dim=1) / (rows + 1)
+    # Each position gets the precision at the last position of its tie group: mark the group ends,
+    # then propagate each end's index backwards with a reversed running minimum.
+    group_end = torch.ones_like(scores, dtype=torch.bool)
+    group_end[:, :-1] = scores[:, :-1] != scores[:, 1:]
+    end_row = torch.where(group_end, rows, num).flip(1).cummin(dim=1).values.flip(1)
+    precision = torch.gather(precision, 1, end_row)
+    num_pos = hits.sum(dim=1)
+    ap = torch.where(num_pos > 0, (hits * precision).sum(dim=1) / num_pos.clamp(min=1), 0.0)
+    return ap.cpu().numpy()
 
 
 def mean_ap(ap):

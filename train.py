@@ -211,9 +211,10 @@ def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="
     the mAP of each group of classes, as ``map_G1``, ``map_G2``, ..."""
     scores = predict(model, loader, device, desc, amp)
     if split.labels is not None:
-        ap = average_precision_per_class(split.labels, scores)
+        ap = average_precision_per_class(split.labels, scores, device=device)
     else:
-        ap = average_precision_per_class(split.labels_obs == 1, scores, annotated=split.labels_obs != 0)
+        ap = average_precision_per_class(split.labels_obs == 1, scores, annotated=split.labels_obs != 0,
+                                         device=device)
     result = {"map": mean_ap(ap)}
     if result["map"] is None:
         raise UserError(f"no class has an annotated positive in this split ({desc}): mAP is undefined")

@@ -10,7 +10,6 @@ import os
 
 import losses
 
-METHODS = losses.SCHEMES + ("CSL",)
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
 ARCHS = ("resnet18", "resnet50", "resnet101")
 
@@ -112,7 +111,7 @@ def get_args_parser():
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes")
 
     g = p.add_argument_group("method")
-    g.add_argument("--mod_scheme", default="AN", choices=METHODS,
+    g.add_argument("--mod_scheme", default="AN", choices=losses.METHODS,
                    help="AN: Naive assume-negative; LL-R: reject large losses; LL-Ct: correct them "
                         "temporarily; LL-Cp: correct them permanently; LL-R-abs/LL-Ct-abs: the same above "
                         "an absolute loss threshold (--R0, --delta_abs). Baselines (Cole et al. 2021): "
@@ -219,8 +218,7 @@ def build_config(args):
     if args.mod_scheme in losses.RATE_SCHEMES and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                         f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
-    last_rate = (losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
-                 if args.mod_scheme in losses.RATE_SCHEMES else 0.0)
+    last_rate = losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                         f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")

@@ -19,6 +19,8 @@ RATE_SCHEMES = ("LL-R", "LL-Ct", "LL-Cp")
 ABS_SCHEMES = ("LL-R-abs", "LL-Ct-abs")
 BASELINES = ("WAN", "LSAN", "EPR", "ROLE", "IU")
 SCHEMES = ("AN", *RATE_SCHEMES, *ABS_SCHEMES, *BASELINES)
+# Every --mod_scheme: the schemes of compute_batch_loss and the class-aware selective loss.
+METHODS = (*SCHEMES, "CSL")
 # Baselines with the expected-positive regulariser, which need k_hat (config.EXPECTED_POSITIVES).
 NEEDS_EXPECTED_POSITIVES = ("EPR", "ROLE")
 LOG_EPSILON = 1e-5           # Cole et al.'s -log(p + 1e-5), used by the baselines as upstream
@@ -34,13 +36,13 @@ def modification_rate(epoch, scheme, delta_rel):
 
     Args:
         epoch: 1-based epoch index t.
-        scheme: one of SCHEMES; 0 for all but RATE_SCHEMES.
+        scheme: one of METHODS; 0 for all but RATE_SCHEMES.
         delta_rel: growth of the rate in percent per epoch (the paper's and upstream's unit).
     Returns:
         The rate r(t) as a fraction in [0, 1] (not percent).
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    if scheme not in METHODS:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {METHODS}")
     if scheme not in RATE_SCHEMES or epoch <= 1:
         return 0.0
     if scheme == "LL-Cp":

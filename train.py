@@ -53,6 +53,12 @@ def autocast_dtype(amp, device):
     return AMP_DTYPES[amp]
 
 
+def autocast(amp, device):
+    """The autocast context of --amp on ``device`` (a no-op where it gives fp32)."""
+    dtype = autocast_dtype(amp, device)
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def to_device(inputs, device):
     """A batch on the device; image batches channels-last on CUDA, where convolutions run faster so."""
     inputs = inputs.to(device, non_blocking=True)
@@ -124,7 +130,6 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
     num_modified_true = torch.zeros((), dtype=torch.long, device=device)
     first_bad_step = torch.zeros((), dtype=torch.long, device=device)     # 0: every loss finite so far
     num_seen = 0
-    dtype = autocast_dtype(cfg.amp, device)
     scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
     for step, (images, idx) in enumerate(progress, start=1):
@@ -132,7 +137,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         idx = idx.to(device, non_blocking=True)
         batch_obs = labels_obs[idx]                                             # (B, K)
 
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        with autocast(cfg.amp, device):
             logits = model.head(images) if images.dim() == 2 else model(images)   # cached features or images
         if cfg.mod_scheme == "CSL":
             loss, modified = losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
@@ -165,7 +170,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
             progress.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
     stats = {"train_loss": total_loss.item() / num_seen,
-             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel) if cfg.mod_scheme != "CSL" else 0.0,
+             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel),
              "num_modified": num_modified.item()}
     if cfg.mod_scheme in losses.ABS_SCHEMES and epoch > 1:
         stats["ll_threshold"] = losses.absolute_threshold(epoch, cfg.R0, cfg.delta_abs)
@@ -180,8 +185,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
 def predict(model, loader, device, desc="eval", amp="none"):
     """(N, K) float32 logits of a loader's images, in dataset order (``amp``: as --amp)."""
     model.eval()
-    dtype = autocast_dtype(amp, device)
-    with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+    with autocast(amp, device):
         outputs = [model(to_device(images, device)).float()
                    for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
     return torch.cat(outputs).cpu().numpy()
@@ -269,8 +273,7 @@ def cache_backbone_features(model, split, cfg, device):
     for flip in (False, True):
         loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in range(len(split))],
                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
-        dtype = autocast_dtype(cfg.amp, device)      # the precision the uncached phase would use
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        with autocast(cfg.amp, device):              # the precision the uncached phase would use
             features.append(torch.cat([model.features(to_device(images, device)).float().cpu()
                                        for images, _ in tqdm(loader, desc=f"caching features (flip={flip})",
                                                              leave=False, dynamic_ncols=True, disable=None)]))

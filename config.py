@@ -72,6 +72,10 @@ class Config:
     save_path: str
     exp_name: str
     overwrite: bool
+    loss_scope: str
+    sync_bn: bool
+    compile: bool
+    num_processes: int
     record_losses: bool = False
     record_labels_for: int = 0
 
@@ -188,6 +192,19 @@ def get_args_parser():
     g.add_argument("--exp_name", default=None,
                    help="run folder name; default <dataset>_<scheme>_d<delta_rel>_<arch>_s<seed>")
     g.add_argument("--overwrite", action="store_true", help="replace a run folder that holds a finished run")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the training forward (minutes of compilation first; measured faster "
+                        "only on GPUs, see README 'Speed')")
+
+    g = p.add_argument_group("several GPUs (torchrun --nproc_per_node=N main.py ...; README 'Speed')")
+    g.add_argument("--loss_scope", default="global", choices=("global", "per_process"),
+                   help="global: the loss and its large-loss top-k over the whole --bsize batch, gathered from "
+                        "all processes, as one GPU with the whole batch computes it (the paper's runs); "
+                        "per_process: each process's share on its own, k = ceil(b*K*r) per share of b images, "
+                        "as a loss computed per GPU would")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="BatchNorm statistics over the whole batch (SyncBatchNorm, CUDA only), so N GPUs train as "
+                        "one GPU with the whole batch; without it each GPU normalises its own share")
 
     g = p.add_argument_group("analysis (paper Section 3.2 and 4.3; analysis.py, scripts/analyze.py)")
     g.add_argument("--record_losses", action="store_true",
@@ -232,6 +249,10 @@ def build_config(args):
     for name in ("bsize", "num_epochs", "image_size"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive")
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))     # set by torchrun
+    if args.bsize < num_processes:
+        raise UserError(f"--bsize {args.bsize} is the whole batch, split over the {num_processes} processes: "
+                        f"it must be at least {num_processes}")
     if not 0 < args.ss_frac_train <= 1 or not 0 <= args.val_frac < 1:
         raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
     if args.train_mode == "linear_init" and not 0 < args.linear_init_epochs < args.num_epochs:
@@ -246,7 +267,8 @@ def build_config(args):
     data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    return Config(**{**values, "data_dir": data_dir, "exp_name": args.exp_name or default_exp_name(args)})
+    return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes,
+                     "exp_name": args.exp_name or default_exp_name(args)})
 
 
 def default_exp_name(args):

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
+import distributed
 from config import UserError
 
 
@@ -185,6 +186,32 @@ class ShuffleFlipSampler(Sampler):
         order = torch.randperm(self.num_items, generator=self.generator)
         flips = torch.rand(self.num_items, generator=self.generator) < 0.5     # p = 0.5, as upstream
         return iter(zip(order.tolist(), flips.tolist()))
+
+
+class ShardedBatches(Sampler):
+    """Batch sampler: the batches of ``batch_size`` items that one process with the whole batch
+    would draw from ``sampler``, of which process ``part`` of ``parts`` takes its contiguous share
+    (``distributed.share``). With one process, the plain batches (the last one may be smaller).
+
+    With several processes, a last batch with fewer items than processes is skipped (so that no
+    process has an empty batch): at most ``parts - 1`` items per epoch.
+    """
+
+    def __init__(self, sampler, batch_size, part=0, parts=1):
+        self.sampler, self.batch_size, self.part, self.parts = sampler, batch_size, part, parts
+        num_items = len(sampler)
+        sizes = [batch_size] * (num_items // batch_size) + [num_items % batch_size] * (num_items % batch_size > 0)
+        # Every process's share of each batch, known in advance: what distributed.gather_rows needs.
+        self.shares = [distributed.share_sizes(size, parts) for size in sizes if size >= parts]
+
+    def __len__(self):
+        return len(self.shares)
+
+    def __iter__(self):
+        items = list(self.sampler)
+        for step in range(len(self)):
+            batch = items[step * self.batch_size:(step + 1) * self.batch_size]
+            yield distributed.share(batch, self.part, self.parts)
 
 
 class ImageDataset(Dataset):

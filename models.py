@@ -23,6 +23,20 @@ class MultiLabelResNet(nn.Module):
         resnet = _TORCHVISION[arch][0](weights=None)
         self.backbone = nn.Sequential(*list(resnet.children())[:-2])   # up to layer4: (B, C, h, w)
         self.head = nn.Linear(resnet.fc.in_features, num_classes)
+        self.backbone_frozen = False
+
+    def freeze_backbone(self, frozen):
+        """LinearInit's first phase: no gradients and fixed BatchNorm statistics in the backbone,
+        which then stays in eval mode whatever ``train()`` says."""
+        self.backbone_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
 
     def feature_map(self, images):
         """Last convolutional features (B, C, h, w), for class activation maps."""

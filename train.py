@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import analysis
 import datasets
+import distributed
 import losses
 from config import UserError
 from data.demo import ensure_demo_dataset
@@ -67,8 +69,16 @@ def to_device(inputs, device):
     return inputs
 
 
+def progress(iterable, desc):
+    """A progress bar on the main process's terminal (none in logs, none from the other processes)."""
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=None if distributed.is_main() else True)
+
+
 def save_atomic(obj, path):
-    """Write then rename, so a kill at any moment leaves the previous good copy."""
+    """Write then rename, so a kill at any moment leaves the previous good copy. Only the main
+    process writes: the others hold the same state."""
+    if not distributed.is_main():
+        return
     tmp = f"{path}.tmp"
     if path.endswith(".json"):
         with open(tmp, "w") as f:
@@ -97,20 +107,27 @@ def build_optimizer(model, cfg, label_estimate=None):
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
-def set_backbone_frozen(model, frozen):
-    """LinearInit's first phase: no gradients and fixed BatchNorm statistics in the backbone."""
-    for p in model.backbone.parameters():
-        p.requires_grad_(not frozen)
+def training_net(module, cfg, device):
+    """What the training loop runs: ``module`` (the model, or the head on cached features), kept in
+    step across processes by DistributedDataParallel when torchrun started several, and compiled
+    with --compile."""
+    if distributed.world_size() > 1:
+        module = DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+    return torch.compile(module) if cfg.compile else module
 
 
-def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
+def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
                     prior=None, recorder=None, scaler=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
 
     Args:
-        loader: yields (inputs, idx): images (B, 3, H, W), or in LinearInit's frozen phase the
-            backbone's cached pooled features (B, C) (``CachedFeatureBatches``).
+        net: maps the loader's inputs to logits: the model, or in LinearInit's frozen phase its
+            head; wrapped in DistributedDataParallel when several processes train.
+        loader: yields (inputs, idx) for this process's share of each batch: images (b, 3, H, W), or
+            in LinearInit's frozen phase the backbone's cached pooled features (b, C)
+            (``CachedFeatureBatches``). With several processes its ``batch_sampler`` is a
+            ``datasets.ShardedBatches``, which tells the shares apart.
         labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
@@ -120,32 +137,28 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
         scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).
     Returns:
-        dict of epoch statistics.
+        dict of epoch statistics (over the whole batches, the same in every process).
     """
-    model.train()
-    if cfg.frozen_backbone(epoch):
-        model.backbone.eval()
+    net.train()
     total_loss = torch.zeros((), device=device)
     num_modified = torch.zeros((), dtype=torch.long, device=device)
     num_modified_true = torch.zeros((), dtype=torch.long, device=device)
     first_bad_step = torch.zeros((), dtype=torch.long, device=device)     # 0: every loss finite so far
     num_seen = 0
     scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
-    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
-    for step, (images, idx) in enumerate(progress, start=1):
-        images = to_device(images, device)
-        idx = idx.to(device, non_blocking=True)
-        batch_obs = labels_obs[idx]                                             # (B, K)
-
+    bar = progress(loader, f"epoch {epoch} train")
+    for step, (inputs, idx) in enumerate(bar, start=1):
+        # Each process's share of the batch (datasets.ShardedBatches); any (inputs, idx) iterable will do for one.
+        shares = loader.batch_sampler.shares[step - 1] if distributed.world_size() > 1 else [len(idx)]
         with autocast(cfg.amp, device):
-            logits = model.head(images) if images.dim() == 2 else model(images)   # cached features or images
-        if cfg.mod_scheme == "CSL":
-            loss, modified = losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
-        else:
-            estimate = None if label_estimate is None else label_estimate(idx)
-            loss, modified = losses.compute_batch_loss(
-                logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch, R0=cfg.R0, delta_abs=cfg.delta_abs,
-                expected_num_pos=cfg.expected_num_pos, estimate_logits=estimate)
+            logits = net(to_device(inputs, device))
+        # The whole batch in every process (distributed.py), so the loss is that of one process.
+        logits = distributed.gather_rows(logits.float(), shares)                 # (B, K)
+        idx = distributed.gather_rows(idx.to(device, non_blocking=True), shares)
+        batch_obs = labels_obs[idx]                                             # (B, K)
+        estimate = None if label_estimate is None else label_estimate(idx)
+        parts = shares if cfg.loss_scope == "per_process" else [sum(shares)]
+        loss, modified = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate, prior)
         # Noted on the device and checked with the progress bar: testing every batch would make the
         # CPU wait for the GPU at each step.
         first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step, first_bad_step)
@@ -167,7 +180,7 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
             if first_bad_step.item():
                 raise UserError(f"non-finite loss in epoch {epoch}, batch {first_bad_step.item()}; the last "
                                 f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
-            progress.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
+            bar.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
     stats = {"train_loss": total_loss.item() / num_seen,
              "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel),
@@ -181,14 +194,46 @@ def train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoc
     return stats
 
 
+def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
+    """The loss of a batch under ``cfg`` and which of its entries were modified.
+
+    Args:
+        logits: (B, K) fp32; batch_obs: (B, K) observed labels; estimate: ROLE's (B, K) logits.
+        parts: row counts that split the batch into parts, each with its own loss (its own top-k,
+            EPR mean, ...), weighted by its rows: [B] for the whole batch (--loss_scope global), or
+            each process's share (per_process), which is what a loss computed per GPU would give.
+    Returns:
+        (loss, modified (B, K) bool).
+    """
+    estimates = [None] * len(parts) if estimate is None else estimate.split(parts)
+    results = [part_loss(*part, cfg, epoch, prior)
+               for part in zip(logits.split(parts), batch_obs.split(parts), estimates)]
+    if len(parts) == 1:
+        return results[0]
+    loss = sum(loss * n for (loss, _), n in zip(results, parts)) / len(logits)
+    return loss, torch.cat([modified for _, modified in results])
+
+
+def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
+    """``batch_loss`` of one part: the method's loss function on its rows."""
+    if cfg.mod_scheme == "CSL":
+        return losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
+    return losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch, R0=cfg.R0,
+                                     delta_abs=cfg.delta_abs, expected_num_pos=cfg.expected_num_pos,
+                                     estimate_logits=estimate)
+
+
 @torch.no_grad()
 def predict(model, loader, device, desc="eval", amp="none"):
-    """(N, K) float32 logits of a loader's images, in dataset order (``amp``: as --amp)."""
+    """(N, K) float32 logits of all the images of a ``make_loader(train=False)`` loader's dataset,
+    in dataset order: each process predicts its share and the shares are gathered (``amp``: as --amp)."""
     model.eval()
     with autocast(amp, device):
-        outputs = [model(to_device(images, device)).float()
-                   for images, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)]
-    return torch.cat(outputs).cpu().numpy()
+        outputs = [model(to_device(images, device)).float() for images, _ in progress(loader, desc)]
+    scores = torch.cat(outputs)
+    if distributed.world_size() > 1:
+        scores = distributed.gather_rows(scores, distributed.share_sizes(len(loader.dataset)))
+    return scores.cpu().numpy()
 
 
 def estimate_class_prior(model, loader, device, amp="none"):
@@ -205,7 +250,8 @@ def csl_prior(cfg, train_split, run_dir):
         if prior.shape != (train_split.labels_obs.shape[1],):
             raise UserError(f"--csl_prior {cfg.csl_prior} has shape {prior.shape}; "
                             f"expected ({train_split.labels_obs.shape[1]},)")
-    np.save(os.path.join(run_dir, "class_prior.npy"), prior)
+    if distributed.is_main():
+        np.save(os.path.join(run_dir, "class_prior.npy"), prior)
     return prior
 
 
@@ -247,6 +293,8 @@ def prepare_run_dir(cfg, resume):
     if started and not (resume or cfg.overwrite):
         raise UserError(f"{cfg.run_dir} holds an interrupted run; pass --resume to continue it "
                         f"or --overwrite to start again")
+    if not distributed.is_main():     # the checks above fail or pass in every process alike
+        return
     if cfg.overwrite and not resume:
         for name in ("results.json", "last.pt", "best.pt", "log.jsonl",
                      "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
@@ -256,47 +304,53 @@ def prepare_run_dir(cfg, resume):
 
 
 def make_loader(split, cfg, train, generator=None):
-    """Training: shuffled, each image flipped or not, both drawn from ``generator``; else in order."""
-    sampler = datasets.ShuffleFlipSampler(len(split), generator or torch.Generator()) if train else None
-    return DataLoader(datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size)),
-                      batch_size=cfg.bsize, sampler=sampler, drop_last=False, num_workers=cfg.num_workers,
-                      persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available())
+    """Training: shuffled, each image flipped or not, both drawn from ``generator``, in batches of
+    which this process loads its share. Else: this process's share of the images, in order."""
+    dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
+    options = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                   pin_memory=torch.cuda.is_available())
+    if train:
+        batches = datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(split), generator or torch.Generator()),
+                                          cfg.bsize, distributed.rank(), distributed.world_size())
+        return DataLoader(dataset, batch_sampler=batches, **options)
+    return DataLoader(dataset, batch_size=cfg.bsize, sampler=distributed.share(range(len(split))), **options)
 
 
 @torch.no_grad()
 def cache_backbone_features(model, split, cfg, device):
     """LinearInit: the pooled features of the frozen backbone (eval mode) for every training image,
-    unflipped and flipped, computed once. Returns a (2, N, C) float32 CPU tensor ([flip, row])."""
+    unflipped and flipped, computed once (each process its share, then gathered). Returns a
+    (2, N, C) float32 CPU tensor ([flip, row])."""
     model.backbone.eval()
     dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
+    rows, sizes = distributed.share(range(len(split))), distributed.share_sizes(len(split))
     features = []
     for flip in (False, True):
-        loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in range(len(split))],
+        loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in rows],
                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
         with autocast(cfg.amp, device):              # the precision the uncached phase would use
-            features.append(torch.cat([model.features(to_device(images, device)).float().cpu()
-                                       for images, _ in tqdm(loader, desc=f"caching features (flip={flip})",
-                                                             leave=False, dynamic_ncols=True, disable=None)]))
+            share = torch.cat([model.features(to_device(images, device)).float()
+                               for images, _ in progress(loader, f"caching features (flip={flip})")])
+        features.append(distributed.gather_rows(share, sizes).cpu())
     return torch.stack(features)
 
 
 class CachedFeatureBatches:
-    """LinearInit's frozen phase without running the backbone: (features (B, C), idx) batches in
-    the order and with the flips that ``sampler`` gives the image loader, so the head receives the
-    same inputs (up to float rounding of the batched convolutions) and makes the same updates."""
+    """LinearInit's frozen phase without running the backbone: (features (b, C), idx) batches in
+    the order and with the flips that ``batch_sampler`` (``datasets.ShardedBatches``) gives the image
+    loader, so the head receives the same inputs (up to float rounding of the batched convolutions)
+    and makes the same updates."""
 
-    def __init__(self, features, sampler, batch_size):
+    def __init__(self, features, batch_sampler):
         self.features = features            # (2, N, C): unflipped, flipped
-        self.sampler = sampler
-        self.batch_size = batch_size
+        self.batch_sampler = batch_sampler
 
     def __len__(self):
-        return math.ceil(len(self.sampler) / self.batch_size)
+        return len(self.batch_sampler)
 
     def __iter__(self):
-        items = list(self.sampler)          # draws this epoch's order and flips, as the loader would
-        for start in range(0, len(items), self.batch_size):
-            idx, flip = (torch.tensor(column) for column in zip(*items[start:start + self.batch_size]))
+        for batch in self.batch_sampler:    # draws this epoch's order and flips, as the loader would
+            idx, flip = (torch.tensor(column) for column in zip(*batch))
             yield self.features[flip.long(), idx], idx
 
 
@@ -321,20 +375,26 @@ def run(cfg, resume=False):
     (everything needed to resume), best.pt (the best epoch's weights) and results.json.
     Returns the results dict.
     """
-    device = resolve_device(cfg.device)
+    device = distributed.init(resolve_device(cfg.device))
+    if cfg.sync_bn and device.type != "cuda":
+        raise UserError("--sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     prepare_run_dir(cfg, resume)
+    distributed.barrier()
     if cfg.dataset == "demo":
         ensure_demo_dataset(cfg.data_dir)
     splits = datasets.load_splits(cfg)
     num_classes = splits["train"].labels_obs.shape[1]
     cfg = resolve_expected_positives(cfg, splits["train"])
     print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "
-          f"test {len(splits['test'])} images; device {device}")
+          f"test {len(splits['test'])} images; device {device}"
+          + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and distributed.world_size() > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
     label_estimate = (losses.LabelEstimate(splits["train"].labels_obs).to(device)
                       if cfg.mod_scheme == "ROLE" else None)
@@ -373,11 +433,12 @@ def run(cfg, resume=False):
                             f"(saved, now); rerun with the same arguments")
     save_atomic(dataclasses.asdict(cfg), config_path)
     save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
-    with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
-        log.writelines(json.dumps(record) + "\n" for record in state["history"])
+    if distributed.is_main():
+        with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
+            log.writelines(json.dumps(record) + "\n" for record in state["history"])
 
     recorder = None
-    if cfg.record_losses or cfg.record_labels_for:
+    if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
         recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
                                              splits["train"].labels_obs, splits["train"].labels,
                                              splits["train"].images, cfg.record_losses,
@@ -385,6 +446,7 @@ def run(cfg, resume=False):
 
     stopped_early = any(r.get("early_stop") for r in state["history"])
     cached_features = None    # LinearInit's frozen phase: the backbone's features, computed once
+    net, net_frozen = None, None
     start = time.time()
     for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
         if stopped_early:
@@ -393,15 +455,18 @@ def run(cfg, resume=False):
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
         frozen = cfg.frozen_backbone(epoch)
-        set_backbone_frozen(model, frozen)
+        if net is None or frozen != net_frozen:     # a new phase: what trains and how it runs
+            model.freeze_backbone(frozen)
+            net, net_frozen = training_net(model.head if frozen else model, cfg, device), frozen
         if frozen and cached_features is None:
             cached_features = CachedFeatureBatches(cache_backbone_features(model, splits["train"], cfg, device),
-                                                   loaders["train"].sampler, cfg.bsize)
+                                                   loaders["train"].batch_sampler)
         if not frozen:
             cached_features = None
         record = {"epoch": epoch, "frozen_backbone": frozen}
-        record.update(train_one_epoch(model, cached_features if frozen else loaders["train"], optimizer, labels_obs,
+        record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
                                       labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler))
+        distributed.broadcast_buffers(model)
         if recorder is not None:
             recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
@@ -420,13 +485,15 @@ def run(cfg, resume=False):
                      "labels_obs": labels_obs,
                      "label_estimate": None if label_estimate is None else label_estimate.state_dict(),
                      "state": state}, ckpt_path)
-        with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
-            log.write(json.dumps(record) + "\n")
+        if distributed.is_main():
+            with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
+                log.write(json.dumps(record) + "\n")
         print(format_epoch(record, state, cfg.num_epochs))
         if stopped_early:
             print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
                   f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
 
+    distributed.barrier()                           # best.pt is written by the main process
     model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
     test = evaluate(model, loaders["test"], splits["test"], device, "test",
                     datasets.load_class_groups(cfg.data_dir, num_classes), cfg.amp)
@@ -440,8 +507,9 @@ def run(cfg, resume=False):
     if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
         # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
         # on the training images, for a later --csl_mode selective --csl_prior run.
-        train_eval = make_loader(splits["train"], cfg, train=False)
-        np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), estimate_class_prior(model, train_eval, device, cfg.amp))
+        prior_model = estimate_class_prior(model, make_loader(splits["train"], cfg, train=False), device, cfg.amp)
+        if distributed.is_main():
+            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), prior_model)
         results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
     save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
     print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "

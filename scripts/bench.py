@@ -47,12 +47,13 @@ def timed(fn, steps, warmup, device):
     return (time.perf_counter() - start) / steps
 
 
-def model_step_fn(arch, num_classes, bsize, image_size, device, amp, channels_last):
+def model_step_fn(arch, num_classes, bsize, image_size, device, amp, channels_last, compile=False):
     """One training step on fixed synthetic tensors, with LL-Ct's loss (epoch 5, 0.2 %/epoch)."""
     model = build_model(arch, num_classes, "none").to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    forward = torch.compile(model) if compile else model
     images = torch.randn(bsize, 3, image_size, image_size, device=device).to(memory_format=memory_format)
     labels = torch.zeros(bsize, num_classes, dtype=torch.int8, device=device)
     labels[:, 0] = 1
@@ -60,7 +61,7 @@ def model_step_fn(arch, num_classes, bsize, image_size, device, amp, channels_la
 
     def step():
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(images)
+            logits = forward(images)
         loss, _ = losses.compute_batch_loss(logits, labels, "LL-Ct", 0.2, 5)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -119,6 +120,9 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", default=None, choices=tuple(AMP_DTYPES),
                    help="our precision; default bf16 on CUDA, none on CPU (bf16 is slow without CPU support)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time our step with torch.compile (as main.py --compile; the compilation is "
+                        "timed apart)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--dataset", default=None, help="also time the input pipeline of this dataset")
@@ -138,6 +142,15 @@ def main():
     t_ours = timed(model_step_fn(**step_kwargs, amp=amp, channels_last=channels_last), args.steps, args.warmup, device)
     results["model_step"] = {"baseline_images_per_s": args.bsize / t_base, "ours_images_per_s": args.bsize / t_ours}
     rows.append(("model step (images/s)", args.bsize / t_base, args.bsize / t_ours))
+    if args.compile:
+        start = time.perf_counter()
+        compiled_step = model_step_fn(**step_kwargs, amp=amp, channels_last=channels_last, compile=True)
+        compiled_step()                                          # compiles
+        results["compile_s"] = time.perf_counter() - start
+        t_compiled = timed(compiled_step, args.steps, args.warmup, device)
+        results["model_step"]["compiled_images_per_s"] = args.bsize / t_compiled
+        rows.append(("compiled step (images/s)", args.bsize / t_base, args.bsize / t_compiled))
+        rows.append(("compilation (s)", None, results["compile_s"]))
     t_ll = timed(ll_loss_fn(args.bsize, args.num_classes, device), args.steps * 10, args.warmup, device)
     results["ll_loss_share_of_step"] = t_ll / t_ours
     rows.append(("LL loss, % of our step", None, 100 * t_ll / t_ours))

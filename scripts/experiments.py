@@ -56,6 +56,9 @@ def script_parser(doc, save_name):
     p.add_argument("--seeds", type=int, default=1, help="number of training seeds: 0, 1, ..., seeds-1")
     p.add_argument("--save_path", default=save_name and os.path.join("runs", save_name),
                    help="the runs' parent folder (default runs/<table or figure>)")
+    p.add_argument("--nproc_per_node", type=int, default=1,
+                   help="GPUs per run: above 1, each run starts under torchrun with this many processes, "
+                        "which share each --bsize batch (README 'Several GPUs')")
     p.add_argument("--dry_run", action="store_true", help="list the runs and their state; start nothing")
     p.add_argument("--demo", action="store_true",
                    help="run on the demo dataset with a small model (ResNet-18 from scratch, 64 px, 6 "
@@ -84,7 +87,9 @@ def command(run, opts, passthrough=()):
     demo = [*DEMO_FLAGS] if opts.demo else []
     if opts.demo and "--delta_rel" not in run.args and any(m in run.args for m in LL_METHODS):
         demo += ["--delta_rel", str(DEMO_DELTA_REL)]
-    return [sys.executable, MAIN, "--dataset", run.dataset, "--data_dir", os.path.join(opts.data_dir, run.dataset),
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={opts.nproc_per_node}"]
+                if opts.nproc_per_node > 1 else [sys.executable])
+    return [*launcher, MAIN, "--dataset", run.dataset, "--data_dir", os.path.join(opts.data_dir, run.dataset),
             "--save_path", opts.save_path, "--exp_name", run.name, *run.args, *demo, *passthrough]
 
 

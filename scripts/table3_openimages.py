@@ -1,14 +1,15 @@
 """Table 3: OpenImages V3, real partial labels (human-verified positives and negatives), test mAP
 per class group G1..G5 (1000 classes each, by how many training images annotate them) and over all.
 
-Command:   python scripts/table3_openimages.py --data_dir data --seeds 1 --delta_rel 0.2
+Command:   python scripts/table3_openimages.py --data_dir data --seeds 1 --delta_rel 0.2 --nproc_per_node 4
            then  python scripts/collect.py table runs/table3_openimages --paper table3_openimages
 Runs:      Naive AN, Naive IU, LL-R, LL-Ct, LL-Cp x seeds on --dataset openimages (prepare it with
            data/prepare.py); ResNet-101, 224 px, batch 288, Adam lr 1e-5, 10 epochs. The authors
-           trained with batch 288 on 4 GPUs; on one device lower --bsize if it does not fit, which
-           also changes k per batch. The paper publishes no delta_rel for OpenImages: --delta_rel is
+           trained with batch 288 on 4 GPUs: --nproc_per_node 4 runs each under torchrun, 72 images
+           per GPU, with the loss and its top-k over the whole 288 (--loss_scope global). On one
+           device lower --bsize if it does not fit, which also changes k per batch. The paper publishes no delta_rel for OpenImages: --delta_rel is
            required (find one with scripts/sweep_delta.py --dataset openimages on val mAP).
-Hardware:  4 GPUs in the paper; here one run per GPU. Time, estimated (not measured): about one
+Hardware:  4 GPUs per run, as in the paper (--nproc_per_node 4). Time, estimated (not measured): about one
            GPU-day per run on an A100-class GPU, so about 5 GPU-days per seed.
 Results:   runs/table3_openimages/openimages_<method>_s<seed>/results.json (test_map and
            test_map_G1..G5).

@@ -52,6 +52,10 @@ def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
     commands = listed_commands(capsys)
     assert len(commands) == 5 and all("--arch resnet101 --image_size 224 --bsize 288" in c for c in commands)
     assert sum("--delta_rel 0.3" in c for c in commands) == 3 and sum("--mod_scheme IU" in c for c in commands) == 1
+    assert not any("torch.distributed.run" in c for c in commands)
+    assert table3_openimages.main(["--dry_run", "--delta_rel", "0.3", "--nproc_per_node", "4",
+                                   "--save_path", str(tmp_path)]) == 0
+    assert all("-m torch.distributed.run --standalone --nproc_per_node=4 " in c for c in listed_commands(capsys))
 
     assert figure5_delta_sweep.main(["--dry_run", "--seeds", "2", "--save_path", str(tmp_path)]) == 0
     commands = listed_commands(capsys)

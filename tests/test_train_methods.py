@@ -39,7 +39,7 @@ def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_pa
     results = {}
     for path in ("images", "cached"):
         model = copy.deepcopy(reference)
-        train.set_backbone_frozen(model, True)
+        model.freeze_backbone(True)
         optimizer = train.build_optimizer(model, cfg)
         labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
         loader = train.make_loader(splits["train"], cfg, train=True, generator=torch.Generator())
@@ -47,12 +47,13 @@ def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_pa
         if path == "cached":
             features = train.cache_backbone_features(model, splits["train"], cfg, "cpu")
             assert features.shape == (2, 32, 512)
-            batches = train.CachedFeatureBatches(features, loader.sampler, cfg.bsize)
+            batches = train.CachedFeatureBatches(features, loader.batch_sampler)
             model.backbone.forward = None      # the cached path must never run the backbone
         stats = []
         for epoch in (1, 2):
-            loader.sampler.generator.manual_seed(train.epoch_seed(cfg.seed, epoch))
-            stats.append(train.train_one_epoch(model, batches, optimizer, labels_obs, None, cfg, epoch, "cpu"))
+            loader.batch_sampler.sampler.generator.manual_seed(train.epoch_seed(cfg.seed, epoch))
+            net = model.head if path == "cached" else model       # the head alone reads cached features
+            stats.append(train.train_one_epoch(net, batches, optimizer, labels_obs, None, cfg, epoch, "cpu"))
         results[path] = (model.head.state_dict(), stats)
     (head_images, stats_images), (head_cached, stats_cached) = results["images"], results["cached"]
     for name in head_images:

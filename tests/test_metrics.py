@@ -11,13 +11,37 @@ def sklearn_aps(y_true, y_score):
                      for k in range(y_true.shape[1])])
 
 
-@pytest.mark.parametrize("decimals", [None, 1])        # 1 decimal: many tied scores
-def test_ap_equals_sklearn_with_ties(decimals):
+def finite(y_score):
+    """The same order and ties without infinities, which sklearn rejects."""
+    return np.clip(y_score.astype(np.float64), -1e30, 1e30)
+
+
+def scores_with_ties(dtype, seed=0):
+    """Random labels and scores with ties, plus the columns that take their own paths."""
+    rng = np.random.RandomState(seed)
+    y_true = rng.rand(300, 13) < 0.2
+    y_score = np.round(rng.randn(300, 13) + y_true, 1).astype(dtype)   # 1 decimal: ties, -0.0 beside 0.0
+    y_true[:, 1] = False                                # no positive: AP 0
+    y_true[:, 2] = True                                 # only positives: AP 1
+    y_score[:, 3] = 0.5                                 # one tie: AP = share of positives
+    y_score[:4, 4] = [np.inf, -np.inf, np.inf, -np.inf]  # infinities tie among themselves
+    y_true[:4, 4] = [True, True, False, False]
+    return y_true, y_score
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk_size", [1, 5, 32])    # 5: a partial last chunk
+def test_ap_equals_sklearn_with_ties(dtype, chunk_size):
+    y_true, y_score = scores_with_ties(dtype)
+    assert (np.signbit(y_score) & (y_score == 0)).any() and (y_score == 0).any()
+    np.testing.assert_allclose(average_precision_per_class(y_true, y_score, chunk_size=chunk_size),
+                               sklearn_aps(y_true, finite(y_score)), rtol=0, atol=1e-9)
+
+
+def test_ap_equals_sklearn_without_ties():
     rng = np.random.RandomState(0)
     y_true = (rng.rand(500, 37) < 0.2).astype(np.float32)
     y_score = rng.randn(500, 37) + y_true
-    if decimals is not None:
-        y_score = np.round(y_score, decimals)
     np.testing.assert_allclose(average_precision_per_class(y_true, y_score, chunk_size=8),
                                sklearn_aps(y_true, y_score), rtol=0, atol=1e-9)
 
@@ -32,20 +56,26 @@ def test_hand_computed_ap_and_class_without_positives():
     assert mean_average_precision(y_true, y_score) == pytest.approx(100 * (5 / 6 + 1 / 2) / 3)
 
 
-def test_partial_labels_use_annotated_entries_only():
-    rng = np.random.RandomState(1)
-    y_true = (rng.rand(200, 6) < 0.3)
-    y_score = rng.rand(200, 6)
-    annotated = rng.rand(200, 6) < 0.5
+@pytest.mark.parametrize("chunk_size", [4, 32])
+def test_partial_labels_use_annotated_entries_only(chunk_size):
+    y_true, y_score = scores_with_ties(np.float32, seed=1)
+    annotated = np.random.RandomState(1).rand(*y_true.shape) < 0.5
+    annotated[:4, 4] = True                             # the infinities of column 4 stay in
     annotated[:, 5] &= ~y_true[:, 5]                    # class 5: no annotated positive -> skipped
-    expected = [average_precision_score(y_true[annotated[:, k], k], y_score[annotated[:, k], k]) for k in range(5)]
-    ap = average_precision_per_class(y_true, y_score, annotated)
-    np.testing.assert_allclose(ap[:5], expected, rtol=0, atol=1e-9)
-    assert np.isnan(ap[5])
+    annotated[:, 8:] &= ~y_true[:, 8:]                  # a whole chunk without one (chunk_size 4)
+    y_score[y_true & ~annotated] = np.inf               # unannotated positives ranked first: no effect
+    scored = [k for k in range(y_true.shape[1]) if (y_true & annotated)[:, k].any()]
+    expected = [average_precision_score(y_true[annotated[:, k], k], finite(y_score[annotated[:, k], k]))
+                for k in scored]
+    ap = average_precision_per_class(y_true, y_score, annotated, chunk_size=chunk_size)
+    np.testing.assert_allclose(ap[scored], expected, rtol=0, atol=1e-9)
+    assert np.isnan(np.delete(ap, scored)).all() and len(scored) == 6
     assert mean_average_precision(y_true, y_score, annotated) == pytest.approx(100 * np.mean(expected), abs=1e-9)
-    assert mean_average_precision(y_true[:, 5:], y_score[:, 5:], annotated[:, 5:]) is None
+    assert mean_average_precision(y_true[:, 5:6], y_score[:, 5:6], annotated[:, 5:6]) is None
 
 
-def test_shape_mismatch_is_an_error():
+def test_shape_mismatch_and_nan_are_errors():
     with pytest.raises(ValueError):
         average_precision_per_class(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision_per_class(np.eye(3), np.array([[0.1, np.nan, 0.3]] * 3))

@@ -163,7 +163,7 @@ def pointing_one_run(run_dir, device, num_overlays):
     image_hits, overlays = [], []
     with torch.no_grad():
         for images, idx in loader:
-            for features, i in zip(model.feature_map(images.to(device)), idx.tolist()):
+            for features, i in zip(model.feature_map(datasets.normalize(images.to(device))), idx.tolist()):
                 # Only the image's own classes are upsampled: all 80 of COCO at 448 px would take
                 # 64 MB per image.
                 classes = sorted({int(box[0]) for box in boxes[i]})

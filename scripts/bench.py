@@ -7,7 +7,9 @@ Each measurement runs an official-equivalent baseline (fp32, channels-first, per
 and our setting side by side in the same process, so every speedup is a ratio on the same machine:
   - model step: forward + assume-negative/LL loss + backward + optimizer on synthetic tensors;
   - LL overhead: the large-loss selection and loss alone, as a share of the model step;
-  - loader: images/s of the dataset's training pipeline (PIL decode + resize + flip), if --dataset;
+  - loader (if --dataset): images/s of the dataset's training pipeline, batches on the device: the
+    official one (PIL decode, Resize, flip, ToTensor, Normalize; float32 from the workers) vs ours
+    (uint8 from the workers, normalised on the device), same workers; and each stage's ms/image;
   - mAP: per-class sklearn loop vs our vectorised AP (on the benchmark's device) on random scores
     with ties.
 Prints a table and writes the numbers as JSON (--out).
@@ -20,7 +22,10 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.metrics import average_precision_score
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402  (needs the path above)
@@ -28,7 +33,7 @@ import losses  # noqa: E402
 from config import build_config, get_args_parser  # noqa: E402
 from metrics import average_precision_per_class  # noqa: E402
 from models import build_model  # noqa: E402
-from train import make_loader  # noqa: E402
+from train import make_loader, to_device  # noqa: E402
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -81,20 +86,85 @@ def ll_loss_fn(bsize, num_classes, device):
     return step
 
 
-def loader_images_per_s(args, max_batches):
+class UpstreamImageDataset(Dataset):
+    """The official per-image pipeline: PIL decode, Resize, flip (here the sampler's), ToTensor, Normalize."""
+
+    def __init__(self, paths, image_size):
+        self.paths = paths
+        self.resize = transforms.Resize((image_size, image_size))
+        self.to_input = transforms.Compose([transforms.ToTensor(),
+                                            transforms.Normalize(datasets.IMAGENET_MEAN, datasets.IMAGENET_STD)])
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        idx, flip = item
+        with Image.open(self.paths[idx]) as image:
+            image = self.resize(image.convert("RGB"))
+        return self.to_input(image.transpose(Image.FLIP_LEFT_RIGHT) if flip else image), idx
+
+
+def loader_split(args):
+    """The config and training split of the benchmark's --dataset."""
     cfg = build_config(get_args_parser().parse_args(
         ["--dataset", args.dataset, "--image_size", str(args.image_size), "--bsize", str(args.bsize),
          "--num_workers", str(args.num_workers)] + (["--data_dir", args.data_dir] if args.data_dir else [])))
     if cfg.dataset == "demo":
         from data.demo import ensure_demo_dataset
         ensure_demo_dataset(cfg.data_dir)
-    loader = make_loader(datasets.load_splits(cfg)["train"], cfg, train=True)
-    start, seen = time.perf_counter(), 0
-    for i, (images, _) in enumerate(loader):
-        seen += len(images)
-        if i + 1 == max_batches:
-            break
-    return seen / (time.perf_counter() - start)
+    return cfg, datasets.load_splits(cfg)["train"]
+
+
+def loader_images_per_s(cfg, split, max_batches, device, rounds=2):
+    """Images/s of the official and our training loaders over the same images, flips and workers,
+    each batch moved to ``device`` (ours normalised there); the best of ``rounds`` alternated runs,
+    so neither profits alone from the page cache the other filled."""
+    def run(official):
+        generator = torch.Generator().manual_seed(0)          # the same images and flips for both
+        if official:
+            loader = DataLoader(UpstreamImageDataset(split.images, cfg.image_size), batch_size=cfg.bsize,
+                                sampler=datasets.ShuffleFlipSampler(len(split), generator),
+                                num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+        else:
+            loader = make_loader(split, cfg, train=True, generator=generator)
+        start, seen = time.perf_counter(), 0
+        for i, (images, _) in enumerate(loader):       # worker start-up counted alike for both
+            images = images.to(device, non_blocking=True) if official else to_device(images, device)
+            seen += len(images)
+            if i + 1 == max_batches:
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return seen / (time.perf_counter() - start)
+
+    best = {"official": 0.0, "ours": 0.0}
+    for _ in range(rounds):
+        for name in best:
+            best[name] = max(best[name], run(name == "official"))
+    return best
+
+
+def pipeline_stage_ms(paths, image_size, bsize, device, reps=3):
+    """ms/image of each stage, official vs ours, in this process (torch's threads), on ``paths``.
+    resize: PIL's vs ``datasets.image_transform`` (the copy out of PIL included); normalise:
+    ToTensor + Normalize on each image vs ``datasets.normalize`` of a batch on ``device``."""
+    def per_image(fn, items):
+        return 1e3 * min(timed(lambda: [fn(x) for x in items], 1, 1, device) for _ in range(reps)) / len(items)
+
+    def decode(path):
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    images = [decode(p) for p in paths]
+    official_resize, our_resize = transforms.Resize((image_size, image_size)), datasets.image_transform(image_size)
+    resized = [official_resize(image) for image in images]
+    batch = torch.stack([our_resize(image) for image in images[:bsize]]).to(device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    decode_ms = per_image(decode, paths)            # the same PIL decode in both
+    return {"decode": {"official": decode_ms, "ours": decode_ms},
+            "resize": {"official": per_image(official_resize, images), "ours": per_image(our_resize, images)},
+            "normalise": {"official": per_image(UpstreamImageDataset(paths, image_size).to_input, resized),
+                          "ours": per_image(lambda b: datasets.normalize(b, memory_format), [batch]) / len(batch)}}
 
 
 def map_seconds(num_examples, num_classes, device):
@@ -155,8 +225,13 @@ def main():
     results["ll_loss_share_of_step"] = t_ll / t_ours
     rows.append(("LL loss, % of our step", None, 100 * t_ll / t_ours))
     if args.dataset:
-        results["loader_images_per_s"] = loader_images_per_s(args, max_batches=args.steps * 5)
-        rows.append(("loader (images/s)", results["loader_images_per_s"], None))
+        cfg, split = loader_split(args)
+        results["loader_images_per_s"] = loader_images_per_s(cfg, split, args.steps * 5, device)
+        results["loader_stage_ms_per_image"] = pipeline_stage_ms(split.images[:2 * args.bsize], args.image_size,
+                                                                 args.bsize, device)
+        loader, stages = results["loader_images_per_s"], results["loader_stage_ms_per_image"]
+        rows.append((f"loader, {args.num_workers} workers (images/s)", loader["official"], loader["ours"]))
+        rows += [(f"  {stage} (ms/image)", ms["official"], ms["ours"]) for stage, ms in stages.items()]
     for size in args.map_sizes.split(","):
         n, k = (int(v) for v in size.split("x"))
         t_sklearn, t_vec = map_seconds(n, k, device)

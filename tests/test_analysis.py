@@ -155,8 +155,8 @@ def test_recorded_losses_equal_bce_recomputed_from_the_weights(recorded_run):
     model = build_model("resnet18", 12, "none")
     model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True)["model"])
     model.train()                                   # as the batch was trained: batch statistics
-    transform = datasets.image_transform(32)
-    images = torch.stack([datasets.ImageDataset(labels["images"], transform)[i][0] for i in range(32)])
+    dataset = datasets.ImageDataset(labels["images"], datasets.image_transform(32))
+    images = datasets.normalize(torch.stack([dataset[i][0] for i in range(32)]))
     with torch.no_grad():
         logits = model(images)
     expected = F.binary_cross_entropy_with_logits(logits, torch.as_tensor(obs == 1).float(), reduction="none")

@@ -93,6 +93,6 @@ def test_corrupt_image_names_its_path(tmp_path):
     bad.write_bytes(b"\xff\xd8 not a jpeg")
     ds = datasets.ImageDataset([str(good), str(bad)], datasets.image_transform(4))
     image, idx = ds[0]
-    assert image.shape == (3, 4, 4) and idx == 0
+    assert image.shape == (4, 4, 3) and idx == 0
     with pytest.raises(UserError, match="bad.jpg"):
         ds[1]

@@ -346,7 +346,7 @@ def main():
 
     print(f"{'measure':38s} {'official':>10s} {'ours':>10s} {'speedup':>8s}")
     for name, base, ours, kind in rows:
-        fmt = lambda v: f"{v:10.2f}" if v is not None else f"{'':10s}"   # noqa: E731
+        fmt = lambda v: f"{'':10s}" if v is None else f"{v:10.2f}" if v >= 0.1 else f"{v:10.2g}"   # noqa: E731
         speedup = f"{(ours / base if kind == 'rate' else base / ours):7.2f}x" if base and ours else ""
         print(f"{name:38s} {fmt(base)} {fmt(ours)} {speedup}")
     with open(args.out, "w") as f:

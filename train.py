@@ -274,14 +274,16 @@ def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="
     return result
 
 
-def modification_summary(labels_obs, initial_obs, labels_true):
-    """LL-Cp: how many entries are corrected so far, and the share that is truly positive."""
-    corrected = (labels_obs == 1) & (initial_obs == 0)
-    count = int(corrected.sum())
-    summary = {"num_corrected_total": count}
-    if labels_true is not None:
-        summary["corrected_precision_total"] = int((corrected & labels_true).sum()) / count if count else None
-    return summary
+def correction_totals(history):
+    """LL-Cp: how many entries are corrected so far, and the share that is truly positive, from the
+    epochs' records. Each modified entry was unobserved and stays +1 from then on, so it is modified
+    once: the totals are sums, and no copy of the initial (N, K) labels is needed to count them."""
+    count = sum(r["num_modified"] for r in history)
+    totals = {"num_corrected_total": count}
+    if "num_modified_true_pos" in history[-1]:
+        totals["corrected_precision_total"] = (sum(r["num_modified_true_pos"] for r in history) / count
+                                               if count else None)
+    return totals
 
 
 def prepare_run_dir(cfg, resume):
@@ -401,7 +403,6 @@ def run(cfg, resume=False):
                       if cfg.mod_scheme == "ROLE" else None)
     optimizer = build_optimizer(model, cfg, label_estimate)
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
-    initial_obs = labels_obs.clone()
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
     prior = None
@@ -471,7 +472,7 @@ def run(cfg, resume=False):
         if recorder is not None:
             recorder.flush()
         if cfg.mod_scheme == "LL-Cp":
-            record.update(modification_summary(labels_obs, initial_obs, labels_true))
+            record.update(correction_totals(state["history"] + [record]))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val",
                                      amp=cfg.amp)["map"]
 

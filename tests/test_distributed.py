@@ -155,10 +155,14 @@ def test_torchrun_cli_linear_init(demo_args, tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_map"] == pytest.approx(b["val_map"], abs=1e-3)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_processes"] == 2
-
-    results = json.loads((tmp_path / "two" / "results.json").read_text())
     cfg = build_config(get_args_parser().parse_args(args))
     splits = datasets.load_splits(cfg)
+    initial = torch.as_tensor(splits["train"].labels_obs)
+    for run, log in (("one", one), ("two", two)):       # the logged total is what the label matrix holds
+        final = torch.load(tmp_path / run / "last.pt", weights_only=True)["labels_obs"]
+        assert ((final == 1) & (initial == 0)).sum().item() == log[-1]["num_corrected_total"] > 0
+
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
     model = train.build_model(cfg.arch, 12, "none")
     model.load_state_dict(torch.load(tmp_path / "two" / "best.pt", weights_only=True)["model"])
     for split, reported in (("test", results["test_map"]), ("val", results["best_val_map"])):

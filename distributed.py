@@ -7,6 +7,7 @@ batch would: the same top-k, the same LL-Cp corrections, the same ROLE estimate.
 model reach every process through DistributedDataParallel. Without torchrun (one process) every
 function here is the identity.
 """
+import datetime
 import os
 
 import torch
@@ -44,7 +45,9 @@ def init(device):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+        # An hour, not NCCL's 10 minutes: the others wait while the main process writes checkpoints
+        # (GBs for OpenImages, whose last.pt holds the N x K training labels).
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=1),
                                 device_id=device if device.type == "cuda" else None)
     return device
 

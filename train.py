@@ -332,9 +332,11 @@ def cache_backbone_features(model, split, cfg, device):
         loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in rows],
                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
         with autocast(cfg.amp, device):              # the precision the uncached phase would use
-            share = torch.cat([model.features(to_device(images, device)).float()
+            share = torch.cat([model.features(to_device(images, device)).float().cpu()
                                for images, _ in progress(loader, f"caching features (flip={flip})")])
-        features.append(distributed.gather_rows(share, sizes).cpu())
+        if distributed.world_size() > 1:             # gathered on the device, where NCCL works
+            share = distributed.gather_rows(share.to(device), sizes).cpu()
+        features.append(share)
     return torch.stack(features)
 
 
@@ -382,10 +384,14 @@ def run(cfg, resume=False):
     if cfg.sync_bn and device.type != "cuda":
         raise UserError("--sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     prepare_run_dir(cfg, resume)
-    distributed.barrier()
-    if cfg.dataset == "demo":
+    if cfg.dataset == "demo" and distributed.is_main():
         ensure_demo_dataset(cfg.data_dir)
+    distributed.barrier()                           # the run folder and the demo data are ready
     splits = datasets.load_splits(cfg)
+    for name, split in splits.items():              # every process needs a share of each split
+        if len(split) < distributed.world_size():
+            raise UserError(f"the {name} split has {len(split)} images, fewer than the "
+                            f"{distributed.world_size()} processes")
     num_classes = splits["train"].labels_obs.shape[1]
     cfg = resolve_expected_positives(cfg, splits["train"])
     print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "

@@ -13,8 +13,10 @@ import torch.nn as nn
 
 import datasets
 import distributed
+import main
 import train
 from config import UserError, build_config, get_args_parser
+from data.demo import ensure_demo_dataset
 from helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,3 +176,12 @@ def test_bsize_below_the_process_count_is_refused(demo_args, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(UserError, match="at least 4"):
         build_config(get_args_parser().parse_args(demo_args("--bsize", "2")))
+
+
+def test_a_split_smaller_than_the_process_count_is_refused(tmp_path, tiny, monkeypatch, capsys):
+    """Every process must hold a share of each split, or one would wait for the others forever."""
+    ensure_demo_dataset(str(tmp_path / "data"), num_images={"train": 20, "val": 1})     # a 1-image test split
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert main.main(["--dataset", "demo", "--data_dir", str(tmp_path / "data"), "--save_path", str(tmp_path),
+                      *tiny]) == 2
+    assert "the test split has 1 images, fewer than the 2 processes" in capsys.readouterr().err

@@ -246,7 +246,7 @@ class ShardedBatches(Sampler):
     def __init__(self, sampler, batch_size, part=0, parts=1):
         self.sampler, self.batch_size, self.part, self.parts = sampler, batch_size, part, parts
         num_items = len(sampler)
-        sizes = [batch_size] * (num_items // batch_size) + [num_items % batch_size] * (num_items % batch_size > 0)
+        sizes = [min(batch_size, num_items - start) for start in range(0, num_items, batch_size)]
         # Every process's share of each batch, known in advance: what distributed.gather_rows needs.
         self.shares = [distributed.share_sizes(size, parts) for size in sizes if size >= parts]
 

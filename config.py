@@ -173,8 +173,9 @@ def get_args_parser():
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="resnet50", choices=ARCHS)
     g.add_argument("--weights", default="imagenet",
-                   help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), or a path to a "
-                        "backbone state_dict")
+                   help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), 'demo' (ResNet-18 "
+                        "pretrained on generated shapes, the demo's stand-in for ImageNet, built once on first "
+                        "use: data/demo_backbone.py), or a path to a backbone state_dict")
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
                    help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
                         "features, computed once per image and flip), then fine-tune all")
@@ -261,6 +262,8 @@ def build_config(args):
         raise UserError(f"--csl_prior {args.csl_prior}: no such file ('annotations' or a .npy of class priors)")
     if args.record_labels_for < 0:
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
+    if args.weights == "demo" and args.arch != "resnet18":
+        raise UserError(f"--weights demo is a ResNet-18 (data/demo_backbone.py); pass --arch resnet18, not {args.arch}")
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 

@@ -19,6 +19,7 @@ import distributed
 import losses
 from config import UserError
 from data.demo import ensure_demo_dataset
+from data.demo_backbone import ensure_demo_backbone
 from metrics import average_precision_per_class, mean_ap
 from models import build_model
 
@@ -386,7 +387,9 @@ def run(cfg, resume=False):
     prepare_run_dir(cfg, resume)
     if cfg.dataset == "demo" and distributed.is_main():
         ensure_demo_dataset(cfg.data_dir)
-    distributed.barrier()                           # the run folder and the demo data are ready
+    if cfg.weights == "demo" and distributed.is_main():
+        ensure_demo_backbone()
+    distributed.barrier()                           # the run folder, the demo data and weights are ready
     splits = datasets.load_splits(cfg)
     for name, split in splits.items():              # every process needs a share of each split
         if len(split) < distributed.world_size():
@@ -399,7 +402,8 @@ def run(cfg, resume=False):
           + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
+    weights = ensure_demo_backbone() if cfg.weights == "demo" else cfg.weights     # cached by now: a path
+    model = build_model(cfg.arch, num_classes, weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and distributed.world_size() > 1:

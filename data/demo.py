@@ -8,6 +8,7 @@ leave 1-3 false negatives per image, as in COCO. Every object's box is saved for
 """
 import json
 import os
+import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -22,9 +23,13 @@ COLOURS = {"red": (230, 25, 25), "green": (30, 170, 50), "blue": (30, 60, 230), 
 CLASS_NAMES = [f"{colour} {SHAPES[i % len(SHAPES)]}" for i, colour in enumerate(COLOURS)]
 NUM_IMAGES = {"train": 1200, "val": 400}     # official train (split later into train/val) and test
 CANVAS = 64                                  # pixels
+OBJECT_SIZE = (14, 25)                       # side of an object's box, pixels: [low, high)
+# Bump when the generated images or labels change: a folder written by another version is regenerated.
+GENERATOR_VERSION = 2
+VERSION_FILE = "demo_version.json"
 
 
-def _draw_object(draw, shape, colour, box):
+def draw_object(draw, shape, colour, box):
     if shape == "circle":
         draw.ellipse(box, fill=colour)
     elif shape == "square":
@@ -41,7 +46,7 @@ def _overlap(a, b):
 def _place(rng, taken, tries=20):
     """A random square box that covers at most a quarter of any earlier object, so none is hidden."""
     for _ in range(tries):
-        size = rng.randint(14, 25)
+        size = rng.randint(*OBJECT_SIZE)
         x0, y0 = rng.randint(0, CANVAS - size + 1, size=2)
         box = [int(x0), int(y0), int(x0 + size - 1), int(y0 + size - 1)]
         if all(_overlap(box, t) <= (t[2] - t[0] + 1) * (t[3] - t[1] + 1) / 4 for t in taken):
@@ -49,10 +54,15 @@ def _place(rng, taken, tries=20):
     return box
 
 
+def noisy_canvas(rng, size):
+    """A grey canvas with per-pixel colour noise (PIL image), the background of every demo image."""
+    background = rng.randint(90, 166, size=(size, size, 1)) + rng.randint(-12, 13, size=(size, size, 3))
+    return Image.fromarray(background.clip(0, 255).astype(np.uint8))
+
+
 def _make_image(rng):
     """One image with its 0/1 label vector and its boxes [[class, x0, y0, x1, y1], ...]."""
-    background = rng.randint(90, 166, size=(CANVAS, CANVAS, 1)) + rng.randint(-12, 13, size=(CANVAS, CANVAS, 3))
-    image = Image.fromarray(background.clip(0, 255).astype(np.uint8))
+    image = noisy_canvas(rng, CANVAS)
     draw = ImageDraw.Draw(image)
     classes = rng.choice(len(CLASS_NAMES), size=rng.randint(2, 5), replace=False)
     labels = np.zeros(len(CLASS_NAMES), dtype=np.float32)
@@ -60,28 +70,74 @@ def _make_image(rng):
     for c in classes:
         box = _place(rng, [b[1:] for b in boxes])
         shape, colour = SHAPES[c % len(SHAPES)], list(COLOURS.values())[c]
-        _draw_object(draw, shape, colour, box)
+        draw_object(draw, shape, colour, box)
         labels[c] = 1
         boxes.append([int(c), *box])
     return image, labels, boxes
 
 
-def ensure_demo_dataset(data_dir, num_images=None, seed=0):
-    """Generate the demo dataset into ``data_dir`` unless it is already there (deterministic).
+def _generator_spec(num_images, seed):
+    """What determines the folder's content; stored in VERSION_FILE, written last."""
+    return {"generator_version": GENERATOR_VERSION, "num_images": dict(num_images), "seed": seed, "canvas": CANVAS}
 
-    ``num_images`` maps 'train' and 'val' to image counts (default NUM_IMAGES; tests use fewer).
+
+def _stale_reason(data_dir, spec):
+    """Why ``data_dir`` does not hold the complete demo dataset of ``spec``, or None if it does."""
+    version_path = os.path.join(data_dir, VERSION_FILE)
+    if not os.path.isfile(version_path):
+        return "no complete demo dataset"
+    with open(version_path) as f:
+        saved = json.load(f)
+    if saved != spec:
+        return f"written by another generator or settings ({saved}, now {spec})"
+    for phase, count in spec["num_images"].items():
+        for kind in ("images.npy", "labels.npy", "labels_obs.npy", "boxes.json"):
+            if not os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_{kind}")):
+                return f"formatted_{phase}_{kind} is missing"
+        missing = [i for i in range(count) if not os.path.isfile(os.path.join(data_dir, "images", _image_name(phase, i)))]
+        if missing:
+            return f"{len(missing)} {phase} images are missing, e.g. {_image_name(phase, missing[0])}"
+    return None
+
+
+def _image_name(phase, i):
+    return f"{phase}_{i:05d}.png"
+
+
+def _remove_generated(data_dir):
+    """Delete what the generator writes (and nothing else) before writing it anew."""
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        if name == "images" and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif name.startswith("formatted_") or name in ("class_names.json", VERSION_FILE):
+            os.remove(path)
+
+
+def ensure_demo_dataset(data_dir, num_images=None, seed=0):
+    """Generate the demo dataset into ``data_dir`` unless that exact dataset is already there.
+
+    Deterministic for a given ``seed`` and ``num_images`` (maps 'train' and 'val' to image counts;
+    default NUM_IMAGES, tests use fewer). A folder written by another generator version or other
+    settings, half-written, or with files removed is regenerated, so stale or mixed data never
+    reaches a run. Returns True when it generated the data.
     """
-    num_images = num_images or NUM_IMAGES
-    if all(os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_labels_obs.npy")) for phase in num_images):
-        return
-    print(f"Generating the demo dataset in {data_dir} ...")
+    spec = _generator_spec(num_images or NUM_IMAGES, seed)
+    reason = _stale_reason(data_dir, spec)
+    if reason is None:
+        return False
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        print(f"Regenerating the demo dataset in {data_dir}: {reason}")
+        _remove_generated(data_dir)
+    else:
+        print(f"Generating the demo dataset in {data_dir} ...")
     rng = np.random.RandomState(seed)
     os.makedirs(os.path.join(data_dir, "images"), exist_ok=True)
-    for phase, count in num_images.items():
+    for phase, count in spec["num_images"].items():
         names, labels, boxes = [], [], []
         for i in range(count):
             image, label_vec, image_boxes = _make_image(rng)
-            names.append(f"{phase}_{i:05d}.png")
+            names.append(_image_name(phase, i))
             image.save(os.path.join(data_dir, "images", names[-1]))
             labels.append(label_vec)
             boxes.append(image_boxes)
@@ -90,8 +146,10 @@ def ensure_demo_dataset(data_dir, num_images=None, seed=0):
         np.save(os.path.join(data_dir, f"formatted_{phase}_labels.npy"), labels)
         with open(os.path.join(data_dir, f"formatted_{phase}_boxes.json"), "w") as f:
             json.dump({"boxes": boxes, "sizes": [[CANVAS, CANVAS]] * count}, f)
-        # Written last: its presence marks a complete phase.
         np.save(os.path.join(data_dir, f"formatted_{phase}_labels_obs.npy"),
                 generate_observed_labels(labels).astype(np.float32))
     with open(os.path.join(data_dir, "class_names.json"), "w") as f:
         json.dump(CLASS_NAMES, f)
+    with open(os.path.join(data_dir, VERSION_FILE), "w") as f:     # last: marks a complete folder
+        json.dump(spec, f)
+    return True

@@ -91,10 +91,14 @@ def test_unknown_dataset_or_scheme_exit_non_zero(demo_args, tmp_path):
 
 
 def test_missing_image_is_named_before_training(tmp_path, tiny, capsys):
+    # A custom dataset (the demo would regenerate itself): the demo's files with paths from the root.
     data = tmp_path / "broken"
     ensure_demo_dataset(str(data), num_images={"train": 20, "val": 8})
+    for phase in ("train", "val"):
+        path = data / f"formatted_{phase}_images.npy"
+        np.save(path, np.array([f"images/{name}" for name in np.load(path)]))
     os.remove(data / "images" / "train_00003.png")
-    assert main.main(["--dataset", "demo", "--data_dir", str(data), "--save_path", str(tmp_path),
+    assert main.main(["--dataset", "custom", "--data_dir", str(data), "--save_path", str(tmp_path),
                       *tiny, "--num_epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "train_00003.png" in err

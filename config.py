@@ -11,7 +11,7 @@ import os
 import losses
 
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
-ARCHS = ("resnet18", "resnet50", "resnet101")
+ARCHS = ("resnet18", "resnet50", "resnet101", "convnext_tiny", "vit_b_16")   # models.BACKBONES
 
 # Settings the authors published for Table 2 (upstream issue #4; SPEC section 6):
 # optimizer, lr, and the best delta_rel (percent per epoch) of each scheme.
@@ -171,10 +171,14 @@ def get_args_parser():
                         "(1200, fixed when the dataset is prepared)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--arch", default="resnet50", choices=ARCHS)
+    g.add_argument("--arch", default="resnet50", choices=ARCHS,
+                   help="torchvision backbone. convnext_tiny: its pretrained LayerNorm applied at each position "
+                        "before pooling; vit_b_16: the class token, no spatial map (no CAM, no BoostLU), "
+                        "--image_size a multiple of 16 (224 with ImageNet weights)")
     g.add_argument("--weights", default="imagenet",
-                   help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), or a path to a "
-                        "backbone state_dict")
+                   help="'imagenet' (torchvision IMAGENET1K_V1, what the paper used), 'imagenet_v2' (IMAGENET1K_V2, "
+                        "resnet50/101 only; users report about +1 mAP on VOC), 'none' (random init), or a path "
+                        "to a backbone state_dict")
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
                    help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
                         "features, computed once per image and flip), then fine-tune all")
@@ -261,6 +265,8 @@ def build_config(args):
         raise UserError(f"--csl_prior {args.csl_prior}: no such file ('annotations' or a .npy of class priors)")
     if args.record_labels_for < 0:
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
+    import models                     # here: models imports UserError from this module
+    models.check_arch(args.arch, args.weights, args.image_size)
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 

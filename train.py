@@ -399,7 +399,7 @@ def run(cfg, resume=False):
           + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, num_classes, cfg.weights).to(device)
+    model = build_model(cfg.arch, num_classes, cfg.weights, cfg.image_size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and distributed.world_size() > 1:

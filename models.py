@@ -143,10 +143,12 @@ class MultiLabelNet(nn.Module):
 MultiLabelResNet = MultiLabelNet
 
 
-def check_arch(arch, weights, image_size):
+def check_arch(arch, weights, image_size, boostlu=False):
     """Refuse an architecture, weights name or image size that cannot work (config.build_config)."""
     if arch not in BACKBONES:
         raise UserError(f"unknown --arch {arch!r}; expected one of {ARCHS}")
+    if boostlu and not BACKBONES[arch].spatial:
+        raise UserError(f"--boostlu needs a spatial feature map; {arch} has none (use a ResNet or convnext_tiny)")
     if weights in WEIGHT_NAMES and weights not in BACKBONES[arch].weights:
         raise UserError(f"--weights {weights}: torchvision has no such weights for {arch}; it offers "
                         f"{tuple(BACKBONES[arch].weights)} (imagenet_v2 exists for resnet50 and resnet101)")

@@ -291,6 +291,7 @@ def paper_defaults(dataset, mod_scheme):
 def build_config(args):
     """Validate the parsed arguments and derive what follows from them, once."""
     alpha = boostlu_alpha(args)
+    options = method_options(args)
     defaults = {**paper_defaults(args.dataset, args.mod_scheme),
                 **methods.method_defaults(args.mod_scheme, args.dataset, alpha is not None)}
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
@@ -334,7 +335,6 @@ def build_config(args):
     if alpha is not None and args.train_mode == "linear_init":
         raise UserError("--boostlu with --train_mode linear_init: the frozen phase trains the head on cached pooled "
                         "features, where no CAM can be boosted; BoostLU's authors train end to end")
-    options = method_options(args)
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 

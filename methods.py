@@ -183,8 +183,9 @@ def _em_settings(dataset):
 
 
 def _em_script_flags(dataset):
-    """Zhou et al. train the whole classifier at one lr (no 10x head), with their batch size."""
-    return ["--bsize", str(EM_SETTINGS.get(dataset, EM_FALLBACK)["bsize"]), "--lr_mult", "1"]
+    """Zhou et al. train the whole classifier at one lr (no 10x head), with their batch size, and stop at
+    the first epoch whose val mAP is below the best."""
+    return ["--bsize", str(EM_SETTINGS.get(dataset, EM_FALLBACK)["bsize"]), "--lr_mult", "1", "--early_stop_drop", "0"]
 
 
 def _em(logits, labels, batch):

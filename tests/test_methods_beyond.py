@@ -186,3 +186,46 @@ def test_gr_loss_and_boostlu_runs_log_their_schedule(demo_args, tmp_path):
                                "--exp_name", "boost")) == 0
     with open(os.path.join(tmp_path, "boost", "config.json")) as f:
         assert json.load(f)["boostlu_alpha"] == 5.0
+
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+
+
+def test_table2_rows_for_the_methods_after_the_paper(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, SCRIPTS)
+    import table2_end_to_end
+    import table2_linear_init
+    assert table2_end_to_end.main(["--dry_run", "--save_path", str(tmp_path), "--datasets", "pascal", "cub",
+                                   "--methods", "LL-R+BoostLU", "LL-Cp+BoostLU", "EM", "EM-APL", "GR-Loss"]) == 0
+    commands = {line.split("--exp_name ")[1].split()[0]: line
+                for line in capsys.readouterr().out.splitlines() if line.startswith("[")}
+    assert len(commands) == 10
+    assert "--mod_scheme LL-R --boostlu" in commands["pascal_LL-R+BoostLU_s0"]
+    assert "--mod_scheme LL-Cp --boostlu" in commands["cub_LL-Cp+BoostLU_s0"]
+    # Zhou et al.'s batch size per dataset (VOC 8) and one lr for the whole model
+    assert "--mod_scheme EM-APL --bsize 8 --lr_mult 1 --early_stop_drop 0" in commands["pascal_EM-APL_s0"]
+    assert "--mod_scheme GR-Loss --bsize 8 --num_epochs 8" in commands["cub_GR-Loss_s0"]
+    with pytest.raises(SystemExit):               # BoostLU trains end to end only
+        table2_linear_init.main(["--dry_run", "--methods", "LL-R+BoostLU"])
+
+
+def test_collector_labels_boostlu_and_shows_the_published_numbers(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, SCRIPTS)
+    import collect
+    runs = tmp_path / "table2_end_to_end"
+    for name, scheme, boost, value in (("a", "LL-R", 5.0, 80.0), ("b", "LL-R", None, 79.0), ("c", "GR-Loss", None, 81.0),
+                                       ("d", "EM-APL", None, 78.5)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps(
+            {"dataset": "pascal", "mod_scheme": scheme, "train_set_variant": "observed", "train_mode": "end_to_end",
+             "boostlu_alpha": boost, "seed": 0}))
+        (runs / name / "results.json").write_text(json.dumps({"test_map": value, "best_val_map": 50.0}))
+    assert collect.main(["table", str(runs)]) == 0
+    rows = {line.split(" | ")[0][2:]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(rows) == ["LL-R", "EM-APL", "GR-Loss", "LL-R + BoostLU"]
+    assert rows["GR-Loss"] == "| GR-Loss | 81.00 | 89.8 |"            # GR-Loss's own paper
+    assert rows["EM-APL"] == "| EM-APL | 78.50 | 89.2 |"              # 89.19 (Zhou et al.)
+    assert rows["LL-R"] == "| LL-R | 79.00 | 89.2 |"                  # the LL paper
+    assert rows["LL-R + BoostLU"] == "| LL-R + BoostLU | 80.00 | - |"  # not verified here: no number

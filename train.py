@@ -134,7 +134,8 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
-        label_estimate: ROLE's ``losses.LabelEstimate`` (trained by ``optimizer``), else None.
+        label_estimate: the method's state (``methods.Method.make_state``): ROLE's ``losses.LabelEstimate``
+            (trained by ``optimizer``), APL's pseudo-labels; else None. Its rows reach the loss.
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
         scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).

@@ -126,3 +126,22 @@ def test_boostlu_multiplies_positive_cam_values_before_pooling():
 def test_boostlu_needs_a_spatial_map():
     with pytest.raises(UserError, match="spatial feature map"):
         models.build_model("vit_b_16", 3, "none", image_size=32, boostlu_alpha=5.0)
+
+
+def test_linear_init_caches_convnext_features(demo_dir):
+    """LinearInit's cache holds each backbone's pooled features: (2 flips, N, C), the unflipped row
+    equal to ``features`` of the same image."""
+    import datasets
+    import train
+    cfg = build_config(get_args_parser().parse_args(
+        ["--dataset", "demo", "--data_dir", demo_dir, "--arch", "convnext_tiny", "--weights", "none",
+         "--image_size", "32", "--num_workers", "0", "--bsize", "16", "--train_mode", "linear_init"]))
+    split = datasets.load_splits(cfg)["train"]
+    torch.manual_seed(0)
+    model = models.build_model(cfg.arch, 12, "none").eval()
+    cached = train.cache_backbone_features(model, split, cfg, torch.device("cpu"))
+    assert cached.shape == (2, len(split), 768)
+    first, _ = datasets.ImageDataset(split.images[:1], datasets.image_transform(32))[(0, False)]   # unflipped
+    image = train.to_device(torch.as_tensor(first)[None], "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(cached[0, 0], model.features(image)[0], rtol=1e-4, atol=1e-5)

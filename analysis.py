@@ -256,7 +256,13 @@ def class_activation_maps(feature_map, head_weight, size):
         (B, K, size, size) maps.
     """
     cams = torch.einsum("kc,bchw->bkhw", head_weight.float(), feature_map.float())
-    return F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
+    return upsample_maps(cams, size)
+
+
+def upsample_maps(cams, size):
+    """(B, K, h, w) maps (e.g. ``models.MultiLabelNet.class_activation_map``, boosted under BoostLU)
+    bilinearly upsampled to (B, K, size, size)."""
+    return F.interpolate(cams.float(), size=(size, size), mode="bilinear", align_corners=False)
 
 
 def peak_location(cam):

@@ -9,9 +9,10 @@ import dataclasses
 import os
 
 import losses
+import methods
 
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
-ARCHS = ("resnet18", "resnet50", "resnet101")
+ARCHS = ("resnet18", "resnet50", "resnet101", "convnext_tiny", "vit_b_16")   # models.BACKBONES
 
 # Settings the authors published for Table 2 (upstream issue #4; SPEC section 6):
 # optimizer, lr, and the best delta_rel (percent per epoch) of each scheme.
@@ -78,6 +79,8 @@ class Config:
     num_processes: int
     record_losses: bool = False
     record_labels_for: int = 0
+    boostlu_alpha: float = None      # BoostLU's boost of positive CAM values; None: the plain model
+    method_options: dict = dataclasses.field(default_factory=dict)   # the method's own flags (methods.py)
 
     @property
     def run_dir(self):
@@ -115,14 +118,10 @@ def get_args_parser():
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes")
 
     g = p.add_argument_group("method")
-    g.add_argument("--mod_scheme", default="AN", choices=losses.METHODS,
-                   help="AN: Naive assume-negative; LL-R: reject large losses; LL-Ct: correct them "
-                        "temporarily; LL-Cp: correct them permanently; LL-R-abs/LL-Ct-abs: the same above "
-                        "an absolute loss threshold (--R0, --delta_abs). Baselines (Cole et al. 2021): "
-                        "WAN (weak AN), LSAN (AN with label smoothing), EPR (expected positive "
-                        "regularisation), ROLE (online label estimation), IU (observed entries only). "
-                        "Full label: --train_set_variant clean --mod_scheme AN. CSL: class-aware selective "
-                        "loss (Ben-Baruch et al. 2022, flags below)")
+    g.add_argument("--mod_scheme", default="AN", choices=tuple(methods.REGISTRY),
+                   help="; ".join(f"{m.name}: {m.summary}" for m in methods.REGISTRY.values())
+                        + ". Full label: --train_set_variant clean --mod_scheme AN. Each method's own flags "
+                          "are in its group below")
     g.add_argument("--delta_rel", type=float, default=None,
                    help="percent per epoch: LL-R/LL-Ct modify (t-1)*delta_rel %% of each batch's "
                         "label entries in epoch t, LL-Cp delta_rel %% per batch from epoch 2. "
@@ -154,6 +153,18 @@ def get_args_parser():
                    help="selective: 'annotations' (estimated from the observed labels) or a .npy of K priors, "
                         "e.g. the class_prior_model.npy that a --csl_mode ignore run saves")
 
+    add_method_flags(p)
+
+    g = p.add_argument_group(f"BoostLU (any --mod_scheme; {methods.BOOSTLU_CITATION})")
+    g.add_argument("--boostlu", action="store_true",
+                   help="the head as a 1x1 convolution giving class activation maps whose positive values are "
+                        "multiplied by --boostlu_alpha before global average pooling, in training and at "
+                        "inference. Defaults become the authors': Adam, lr 1e-5, delta_rel 0.5 / 0.2 / 0.1 for "
+                        "LL-R / LL-Ct / LL-Cp. Needs a spatial map (not vit_b_16) and end-to-end training")
+    g.add_argument("--boostlu_alpha", type=float, default=None,
+                   help=f"the boost, > 0 (implies --boostlu; default {methods.BOOSTLU_DEFAULT_ALPHA:g}, the authors'; "
+                        f"1 is the plain model)")
+
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, choices=("adam", "sgd"),
                    help="sgd uses momentum 0.9 and weight decay 1e-3 as upstream. Default: the authors' "
@@ -171,11 +182,15 @@ def get_args_parser():
                         "(1200, fixed when the dataset is prepared)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--arch", default="resnet50", choices=ARCHS)
+    g.add_argument("--arch", default="resnet50", choices=ARCHS,
+                   help="torchvision backbone. convnext_tiny: its pretrained LayerNorm applied at each position "
+                        "before pooling; vit_b_16: the class token, no spatial map (no CAM, no BoostLU), "
+                        "--image_size a multiple of 16 (224 with ImageNet weights)")
     g.add_argument("--weights", default="imagenet",
-                   help="'imagenet' (torchvision IMAGENET1K_V1), 'none' (random init), 'demo' (ResNet-18 "
-                        "pretrained on generated shapes, the demo's stand-in for ImageNet, built once on first "
-                        "use: data/demo_backbone.py), or a path to a backbone state_dict")
+                   help="'imagenet' (torchvision IMAGENET1K_V1, what the paper used), 'imagenet_v2' (IMAGENET1K_V2, "
+                        "resnet50/101 only; users report about +1 mAP on VOC), 'none' (random init), 'demo' "
+                        "(ResNet-18 pretrained on generated shapes, the demo's stand-in for ImageNet, built once on "
+                        "first use: data/demo_backbone.py), or a path to a backbone state_dict")
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
                    help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
                         "features, computed once per image and flip), then fine-tune all")
@@ -217,6 +232,56 @@ def get_args_parser():
     return p
 
 
+def add_method_flags(parser):
+    """One argument group per registered method with flags (methods.py); each flag's parser default
+    is None, so a flag given to another method can be refused."""
+    added, groups = set(), {}
+    for method in methods.REGISTRY.values():
+        flags = [flag for flag in method.flags if flag.name not in added]
+        if not flags:
+            continue
+        group = groups.setdefault(method.advice, parser.add_argument_group(method.advice))
+        for flag in flags:
+            group.add_argument(f"--{flag.name}", type=flag.type, nargs=flag.nargs, default=None,
+                               metavar=flag.metavar, help=flag.help)
+            added.add(flag.name)
+
+
+def method_options(args):
+    """The chosen method's own flags, filled with its defaults and checked; a flag of another method
+    is refused."""
+    method = methods.get(args.mod_scheme)
+    own = {flag.name for flag in method.flags}
+    for flag, users in methods.all_flags():
+        if getattr(args, flag.name) is not None and flag.name not in own:
+            raise UserError(f"--{flag.name} is a flag of {' and '.join(users)}; --mod_scheme {args.mod_scheme} "
+                            f"does not use it (remove it, or pass --mod_scheme {users[0]})")
+    options = {}
+    for flag in method.flags:
+        value = getattr(args, flag.name)
+        value = flag.default_for(args.dataset) if value is None else value
+        value = list(value) if flag.nargs else value            # as config.json gives it back on --resume
+        problem = flag.check(value) if flag.check else None
+        if problem:
+            raise UserError(f"--{flag.name} {' '.join(map(str, value)) if flag.nargs else value}: "
+                            f"{'each value ' if flag.nargs else ''}must be {problem} ({flag.help})")
+        options[flag.name] = value
+    problem = method.validate(options, args) if method.validate else None
+    if problem:
+        raise UserError(problem)
+    return options
+
+
+def boostlu_alpha(args):
+    """BoostLU's alpha (None: off): --boostlu_alpha, or the authors' 5 with --boostlu."""
+    if args.boostlu_alpha is None:
+        return methods.BOOSTLU_DEFAULT_ALPHA if args.boostlu else None
+    if args.boostlu_alpha <= 0:
+        raise UserError(f"--boostlu_alpha {args.boostlu_alpha}: must be > 0 (it multiplies the positive CAM "
+                        f"values; 1 is the plain model, the authors use {methods.BOOSTLU_DEFAULT_ALPHA:g})")
+    return args.boostlu_alpha
+
+
 def paper_defaults(dataset, mod_scheme):
     """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
     settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
@@ -226,17 +291,21 @@ def paper_defaults(dataset, mod_scheme):
 
 def build_config(args):
     """Validate the parsed arguments and derive what follows from them, once."""
-    defaults = paper_defaults(args.dataset, args.mod_scheme)
+    alpha = boostlu_alpha(args)
+    options = method_options(args)
+    defaults = {**paper_defaults(args.dataset, args.mod_scheme),
+                **methods.method_defaults(args.mod_scheme, args.dataset, alpha is not None)}
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
     if args.delta_rel is None:
         raise UserError(f"no published delta_rel for {args.mod_scheme} on {args.dataset}: pass --delta_rel "
                         f"(percent per epoch; the authors' values are 0.1-0.4)")
     if args.delta_rel < 0:
         raise UserError(f"--delta_rel must be >= 0 (percent per epoch), got {args.delta_rel}")
-    if args.mod_scheme in losses.RATE_SCHEMES and args.delta_rel == 0:
+    method = methods.get(args.mod_scheme)
+    if method.rate_scheme and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                         f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
-    last_rate = losses.modification_rate(args.num_epochs, args.mod_scheme, args.delta_rel)
+    last_rate = method.rate(args.num_epochs, args.delta_rel)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                         f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
@@ -264,26 +333,32 @@ def build_config(args):
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
     if args.weights == "demo" and args.arch != "resnet18":
         raise UserError(f"--weights demo is a ResNet-18 (data/demo_backbone.py); pass --arch resnet18, not {args.arch}")
+    import models                     # here: models imports UserError from this module
+    models.check_arch(args.arch, args.weights, args.image_size, boostlu=alpha is not None)
+    if alpha is not None and args.train_mode == "linear_init":
+        raise UserError("--boostlu with --train_mode linear_init: the frozen phase trains the head on cached pooled "
+                        "features, where no CAM can be boosted; BoostLU's authors train end to end")
     if args.dataset == "custom" and args.data_dir is None:
         raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
 
     data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes,
-                     "exp_name": args.exp_name or default_exp_name(args)})
+    return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes, "boostlu_alpha": alpha,
+                     "method_options": options, "exp_name": args.exp_name or default_exp_name(args, alpha)})
 
 
-def default_exp_name(args):
-    """<dataset>_<method and what sets it apart>_<arch>_s<seed>."""
+def default_exp_name(args, alpha=None):
+    """<dataset>_<method and what sets it apart>[_boostlu<alpha>]_<arch>_s<seed>."""
     if args.train_set_variant == "clean":
         method = "full"
     elif args.mod_scheme in losses.ABS_SCHEMES:
         method = f"{args.mod_scheme}_R{args.R0:g}_da{args.delta_abs:g}"
     elif args.mod_scheme == "CSL":
         method = f"CSL-{args.csl_mode}"
-    elif args.mod_scheme == "AN" or args.mod_scheme in losses.BASELINES:
-        method = args.mod_scheme
-    else:
+    elif methods.get(args.mod_scheme).rate_scheme:
         method = f"{args.mod_scheme}_d{args.delta_rel:g}"
-    return f"{args.dataset}_{method}_{args.arch}_s{args.seed}"
+    else:
+        method = args.mod_scheme
+    boost = "" if alpha is None else f"_boostlu{alpha:g}"
+    return f"{args.dataset}_{method}{boost}_{args.arch}_s{args.seed}"

@@ -17,6 +17,7 @@ import analysis
 import datasets
 import distributed
 import losses
+import methods
 from config import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
@@ -134,7 +135,8 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
             its permanent corrections here, so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
-        label_estimate: ROLE's ``losses.LabelEstimate`` (trained by ``optimizer``), else None.
+        label_estimate: the method's state (``methods.Method.make_state``): ROLE's ``losses.LabelEstimate``
+            (trained by ``optimizer``), APL's pseudo-labels; else None. Its rows reach the loss.
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
         scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).
@@ -142,6 +144,7 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         dict of epoch statistics (over the whole batches, the same in every process).
     """
     net.train()
+    method = methods.get(cfg.mod_scheme)
     total_loss = torch.zeros((), device=device)
     num_modified = torch.zeros((), dtype=torch.long, device=device)
     num_modified_true = torch.zeros((), dtype=torch.long, device=device)
@@ -171,7 +174,7 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         scaler.step(optimizer)
         scaler.update()
 
-        if cfg.mod_scheme == "LL-Cp":
+        if method.writes_labels:           # LL-Cp: the corrections persist in the run's labels
             labels_obs[idx] = batch_obs.masked_fill(modified, 1)
         total_loss += loss.detach() * len(idx)
         num_modified += modified.sum()
@@ -184,11 +187,8 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
                                 f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
             bar.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
-    stats = {"train_loss": total_loss.item() / num_seen,
-             "ll_rate": losses.modification_rate(epoch, cfg.mod_scheme, cfg.delta_rel),
+    stats = {"train_loss": total_loss.item() / num_seen, **method.epoch_stats(epoch, cfg),
              "num_modified": num_modified.item()}
-    if cfg.mod_scheme in losses.ABS_SCHEMES and epoch > 1:
-        stats["ll_threshold"] = losses.absolute_threshold(epoch, cfg.R0, cfg.delta_abs)
     if labels_true is not None:
         stats["num_modified_true_pos"] = num_modified_true.item()
         stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
@@ -217,12 +217,8 @@ def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
 
 
 def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
-    """``batch_loss`` of one part: the method's loss function on its rows."""
-    if cfg.mod_scheme == "CSL":
-        return losses.partial_selective_loss(logits, batch_obs, prior=prior, **cfg.csl_options)
-    return losses.compute_batch_loss(logits, batch_obs, cfg.mod_scheme, cfg.delta_rel, epoch, R0=cfg.R0,
-                                     delta_abs=cfg.delta_abs, expected_num_pos=cfg.expected_num_pos,
-                                     estimate_logits=estimate)
+    """``batch_loss`` of one part: the method's loss function (methods.py) on its rows."""
+    return methods.get(cfg.mod_scheme).loss(logits, batch_obs, methods.Batch(cfg, epoch, estimate, prior))
 
 
 @torch.no_grad()
@@ -364,7 +360,7 @@ def resolve_expected_positives(cfg, train_split):
     """k_hat for EPR and ROLE where neither --expected_num_pos nor the paper gives it: the mean
     number of positives per image in the training split's full labels. Computed once, before the
     config is saved, so a resumed run compares equal."""
-    if cfg.mod_scheme not in losses.NEEDS_EXPECTED_POSITIVES or cfg.expected_num_pos is not None:
+    if not methods.get(cfg.mod_scheme).needs_k_hat or cfg.expected_num_pos is not None:
         return cfg
     if train_split.labels is None:
         raise UserError(f"{cfg.mod_scheme} needs --expected_num_pos (k_hat, the expected number of "
@@ -403,15 +399,17 @@ def run(cfg, resume=False):
 
     seed_everything(cfg.seed)
     weights = ensure_demo_backbone() if cfg.weights == "demo" else cfg.weights     # cached by now: a path
-    model = build_model(cfg.arch, num_classes, weights).to(device)
+    model = build_model(cfg.arch, num_classes, weights, cfg.image_size, cfg.boostlu_alpha).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and distributed.world_size() > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
-    label_estimate = (losses.LabelEstimate(splits["train"].labels_obs).to(device)
-                      if cfg.mod_scheme == "ROLE" else None)
-    optimizer = build_optimizer(model, cfg, label_estimate)
+    # The method's state (ROLE's label estimate, APL's pseudo-labels), saved in last.pt as "label_estimate".
+    method = methods.get(cfg.mod_scheme)
+    label_estimate = (None if method.make_state is None
+                      else method.make_state(splits["train"].labels_obs, cfg).to(device))
+    optimizer = build_optimizer(model, cfg, label_estimate if method.state_trains else None)
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
@@ -479,9 +477,12 @@ def run(cfg, resume=False):
         record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
                                       labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler))
         distributed.broadcast_buffers(model)
+        if method.after_epoch is not None:          # APL: pseudo-labels from the model's predictions
+            method.after_epoch(label_estimate, epoch, cfg, labels_obs, lambda: predict(
+                model, make_loader(splits["train"], cfg, train=False), device, "pseudo-labels", cfg.amp))
         if recorder is not None:
             recorder.flush()
-        if cfg.mod_scheme == "LL-Cp":
+        if method.writes_labels:
             record.update(correction_totals(state["history"] + [record]))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val",
                                      amp=cfg.amp)["map"]

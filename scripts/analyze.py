@@ -154,7 +154,11 @@ def pointing_one_run(run_dir, device, num_overlays):
     if not os.path.isfile(best):
         raise UserError(f"{best} is missing: the run has not finished an epoch")
     state = torch.load(best, map_location="cpu", weights_only=True)["model"]
-    model = build_model(config["arch"], state["head.weight"].shape[0], "none")
+    model = build_model(config["arch"], state["head.weight"].shape[0], "none", config["image_size"],
+                        config.get("boostlu_alpha"))
+    if not model.has_feature_map:
+        raise UserError(f"{run_dir}: {config['arch']} has no spatial feature map, so no class activation map "
+                        f"and no pointing game (use a ResNet or convnext_tiny run)")
     model.load_state_dict(state)
     model.to(device).eval()
     size = config["image_size"]
@@ -163,11 +167,12 @@ def pointing_one_run(run_dir, device, num_overlays):
     image_hits, overlays = [], []
     with torch.no_grad():
         for images, idx in loader:
-            for features, i in zip(model.feature_map(datasets.normalize(images.to(device))), idx.tolist()):
+            # The model's own CAM: under BoostLU the boosted one, whose average is the logit.
+            for cam, i in zip(model.class_activation_map(datasets.normalize(images.to(device))), idx.tolist()):
                 # Only the image's own classes are upsampled: all 80 of COCO at 448 px would take
                 # 64 MB per image.
                 classes = sorted({int(box[0]) for box in boxes[i]})
-                maps = analysis.class_activation_maps(features[None], model.head.weight[classes], size)[0]
+                maps = analysis.upsample_maps(cam[classes][None], size)[0]
                 cams = dict(zip(classes, maps.cpu().numpy()))
                 image_hits.append(analysis.pointing_game_image(cams, boxes[i], sizes[i]))
                 if len(overlays) < num_overlays:

@@ -18,12 +18,18 @@ from collections import defaultdict
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import methods  # noqa: E402  (after the repository is on the path)
+
 DATASET_NAMES = {"pascal": "VOC", "coco": "COCO", "nuswide": "NUS-WIDE", "cub": "CUB",
                  "openimages": "OpenImages", "demo": "Demo", "custom": "Custom"}
 METHOD_NAMES = {"AN": "Naive AN", "WAN": "WAN", "LSAN": "LSAN (AN-LS)", "EPR": "EPR", "ROLE": "ROLE",
                 "IU": "Naive IU", "LL-R": "LL-R", "LL-Ct": "LL-Ct", "LL-Cp": "LL-Cp",
                 "LL-R-abs": "LL-R (abs)", "LL-Ct-abs": "LL-Ct (abs)", "CSL": "CSL"}
-METHOD_ORDER = ["Full label", *METHOD_NAMES.values()]
+# Every other registered method under its registry name (methods.py), and LL + BoostLU.
+METHOD_NAMES.update({name: name for name in methods.REGISTRY if name not in METHOD_NAMES})
+BOOSTLU_SUFFIX = " + BoostLU"
+METHOD_ORDER = ["Full label", *METHOD_NAMES.values(), *(f"{m}{BOOSTLU_SUFFIX}" for m in ("LL-R", "LL-Ct", "LL-Cp"))]
 GROUPS = ["G1", "G2", "G3", "G4", "G5"]
 
 # The paper's test mAP (SPEC section 9): Table 2 as VOC, COCO, NUS-WIDE, CUB; Table 3 over all
@@ -51,6 +57,21 @@ PAPER = {
 }
 
 
+# Methods after the paper: the test mAP their own papers publish (methods.py, where verified), shown
+# in the end-to-end Table 2's paper column.
+BEYOND_PAPER = {METHOD_NAMES[name]: dict(m.published) for name, m in methods.REGISTRY.items() if m.published}
+BEYOND_PAPER.update({f"{scheme}{BOOSTLU_SUFFIX}": numbers for scheme, numbers in methods.BOOSTLU_PUBLISHED.items()})
+
+
+def paper_column(table):
+    """The published numbers beside a table: the LL paper's, and for Table 2 end-to-end those of the
+    methods after it (each from its own paper)."""
+    paper = PAPER.get(table)
+    if table == "table2_end_to_end":
+        paper = {**BEYOND_PAPER, **(paper or {})}
+    return paper
+
+
 def load_runs(folder):
     """One dict per finished run under ``folder``: its config.json updated with its results.json."""
     records, unfinished = [], 0
@@ -72,7 +93,8 @@ def load_runs(folder):
 
 
 def method_label(record):
-    return "Full label" if record["train_set_variant"] == "clean" else METHOD_NAMES[record["mod_scheme"]]
+    label = "Full label" if record["train_set_variant"] == "clean" else METHOD_NAMES[record["mod_scheme"]]
+    return label + (BOOSTLU_SUFFIX if record.get("boostlu_alpha") is not None else "")
 
 
 def mean_std(values):
@@ -219,7 +241,7 @@ def main(argv=None):
         print(f"no finished runs in {opts.runs}")
         return 1
     if opts.kind == "table":
-        print(table_markdown(records, PAPER.get(opts.paper or os.path.basename(os.path.normpath(opts.runs)))))
+        print(table_markdown(records, paper_column(opts.paper or os.path.basename(os.path.normpath(opts.runs)))))
         return 0
     print(sweep_table(records) if opts.kind == "sweep" else fraction_table(records))
     if opts.png:

@@ -13,6 +13,8 @@ import sys
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO_DIR, "main.py")
+sys.path.insert(0, REPO_DIR)
+import methods  # noqa: E402  (after the repository is on the path)
 
 # --demo: the demo dataset with the small-model flags of the README's quick start, so a script's
 # whole pipeline runs on a CPU in minutes: ResNet-18 from the demo's pretrained weights (the stand-in
@@ -35,10 +37,19 @@ METHODS = {
     "LL-R": ["--mod_scheme", "LL-R"],
     "LL-Ct": ["--mod_scheme", "LL-Ct"],
     "LL-Cp": ["--mod_scheme", "LL-Cp"],
-    # Not a row of the paper: Ben-Baruch et al.'s class-aware selective loss, on request (--methods).
-    "CSL": ["--mod_scheme", "CSL"],
 }
 LL_METHODS = ("LL-R", "LL-Ct", "LL-Cp")
+# Not rows of the paper, added by name (--methods): every registered method that is not one (CSL, EM,
+# EM-APL, GR-Loss, ...), and the LL schemes with BoostLU.
+BEYOND_PAPER = {name: ["--mod_scheme", name] for name, m in methods.REGISTRY.items() if not m.paper_row}
+BEYOND_PAPER.update({f"{scheme}+BoostLU": ["--mod_scheme", scheme, "--boostlu"] for scheme in LL_METHODS})
+METHODS.update(BEYOND_PAPER)
+
+
+def row_flags(method, dataset):
+    """The flags a method's entry adds on a dataset (its authors' batch size, ...; methods.Method.row_flags)."""
+    args = METHODS[method]
+    return methods.get(args[args.index("--mod_scheme") + 1]).row_flags(dataset)
 
 
 @dataclasses.dataclass
@@ -79,7 +90,8 @@ def parse(parser, argv):
 
 def method_runs(methods, datasets, seeds, extra=(), suffix=""):
     """One run per method, dataset and seed, named <dataset>_<method><suffix>_s<seed>."""
-    return [Run(f"{dataset}_{method}{suffix}_s{seed}", dataset, [*METHODS[method], *extra, "--seed", str(seed)])
+    return [Run(f"{dataset}_{method}{suffix}_s{seed}", dataset,
+                [*METHODS[method], *row_flags(method, dataset), *extra, "--seed", str(seed)])
             for dataset in datasets for method in methods for seed in range(seeds)]
 
 

@@ -25,8 +25,10 @@ def table2(argv, doc, save_name, linear_init):
     """Build and launch the runs of one half of Table 2 (shared with table2_linear_init.py)."""
     parser = experiments.script_parser(doc, save_name)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=(*METHODS, "CSL"),
-                        help="CSL (the class-aware selective loss) is not a row of the paper: add it by name")
+    beyond = [m for m in experiments.BEYOND_PAPER if not (linear_init and m.endswith("+BoostLU"))]
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=(*METHODS, *beyond),
+                        help=f"rows beyond the paper, added by name: {', '.join(beyond)} (README 'Beyond the "
+                             f"paper'; BoostLU trains end to end only)")
     if linear_init:
         parser.add_argument("--linear_init_epochs", type=int, default=1,
                             help="frozen-backbone epochs, counted within main.py's --num_epochs")

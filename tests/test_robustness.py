@@ -128,7 +128,7 @@ def test_missing_imagenet_weights_say_what_to_download(tmp_path, monkeypatch):
 
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("no network")
-    monkeypatch.setattr(type(models._TORCHVISION["resnet50"][1]), "get_state_dict", offline)
+    monkeypatch.setattr(type(models.BACKBONES["resnet50"].weights["imagenet"]), "get_state_dict", offline)
     with pytest.raises(models.UserError) as err:
         models.build_model("resnet50", 20, "imagenet")
     message = str(err.value)

@@ -1,0 +1,292 @@
+"""The registry of training methods: each ``--mod_scheme`` is one ``Method`` entry, which the CLI
+(choices, flags, help), the config checks, the training loop, the experiment scripts and the
+collector read. The training loop has no per-method branch: it calls ``entry.loss``, keeps
+``entry.make_state``'s state, writes labels where ``entry.writes_labels`` says, and calls
+``entry.after_epoch``.
+
+Adding a method: write its loss function (losses.py or losses_beyond.py), then one ``register(Method(...))``
+below with its flags (``Flag``: default, valid range), its authors' defaults and, where it has one,
+its state (an ``nn.Module`` mapping row indices to (B, K) tensors) and end-of-epoch step.
+"""
+import dataclasses
+from typing import Callable, Optional
+
+import torch
+
+import losses
+import losses_beyond
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A method's own command-line flag (``--<name>``). Its parser default is None, so that a flag
+    given to a method that does not use it can be refused; ``default`` (a value, or a function of
+    the dataset) fills it in for the method's runs."""
+    name: str
+    help: str
+    type: type = float
+    nargs: Optional[int] = None
+    default: object = None
+    check: Optional[Callable] = None      # value -> None, or what the valid range is
+    metavar: Optional[tuple] = None       # the names of a list flag's values in --help
+
+    def default_for(self, dataset):
+        return self.default(dataset) if callable(self.default) else self.default
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What a method's loss sees besides the logits and labels."""
+    cfg: object                 # config.Config
+    epoch: int                  # 1-based
+    state: Optional[torch.Tensor] = None    # (B, K) rows of the method's state (ROLE's estimate, APL's labels)
+    prior: Optional[torch.Tensor] = None    # (K,) CSL's class prior
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    loss: Callable              # (logits (B, K) fp32, labels (B, K) in {-1, 0, +1}, Batch) -> (loss, modified (B, K) bool)
+    summary: str                # one line of --help
+    citation: str = ""
+    flags: tuple = ()           # Flag entries, shown as one argument group of --help
+    advice: str = ""            # the title line of that group
+    settings: Callable = None   # dataset -> the authors' optimizer / lr / delta_rel for this method, or {}
+    rate_scheme: bool = False   # the modified share grows with --delta_rel (LL-R, LL-Ct, LL-Cp)
+    writes_labels: bool = False  # the modified entries become +1 in the run's training labels (LL-Cp)
+    needs_k_hat: bool = False   # uses the expected number of positives (EPR, ROLE)
+    make_state: Callable = None  # (labels_obs (N, K) array, cfg) -> nn.Module: idx -> (B, K)
+    state_trains: bool = False  # its parameters train with the classifier (ROLE's estimate)
+    after_epoch: Callable = None  # (state, epoch, cfg, labels_obs (N, K), predict_train: () -> (N, K) logits)
+    schedule: Callable = None   # (epoch, cfg) -> dict of this epoch's hyperparameters, for the log
+    script_flags: Callable = None  # dataset -> main.py flags of the method's rows in the table scripts
+    validate: Callable = None   # (options, args) -> None, or the message of a combination that cannot work
+    paper_row: bool = True      # a row of the LL paper's tables (else added to scripts by name)
+    published: dict = dataclasses.field(default_factory=dict)   # dataset -> published test mAP
+
+    def rate(self, epoch, delta_rel):
+        """The share of label entries modified in ``epoch`` (0 for methods that select nothing)."""
+        return losses.modification_rate(epoch, self.name, delta_rel) if self.rate_scheme else 0.0
+
+    def epoch_stats(self, epoch, cfg):
+        """What the epoch's log line records of the method's schedule."""
+        return {"ll_rate": self.rate(epoch, cfg.delta_rel), **(self.schedule(epoch, cfg) if self.schedule else {})}
+
+    def row_flags(self, dataset):
+        """The flags a table script adds to the method's run on ``dataset`` (the authors' batch size...)."""
+        return list(self.script_flags(dataset)) if self.script_flags else []
+
+
+REGISTRY = {}
+
+
+def register(method):
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name):
+    return REGISTRY[name]
+
+
+def all_flags():
+    """Every method's flags, each once: (flag, names of the methods that use it)."""
+    users = {}
+    for method in REGISTRY.values():
+        for flag in method.flags:
+            users.setdefault(flag.name, (flag, []))[1].append(method.name)
+    return list(users.values())
+
+
+# ------------------------------------------------------------------ the paper's methods and baselines
+
+def _scheme_loss(name):
+    def loss(logits, labels, batch):
+        cfg = batch.cfg
+        return losses.compute_batch_loss(logits, labels, name, cfg.delta_rel, batch.epoch, R0=cfg.R0,
+                                         delta_abs=cfg.delta_abs, expected_num_pos=cfg.expected_num_pos,
+                                         estimate_logits=batch.state)
+    return loss
+
+
+_LL = "Kim et al., Large Loss Matters, CVPR 2022"
+_COLE = "Cole et al., Multi-Label Learning from Single Positive Labels, CVPR 2021"
+register(Method("AN", _scheme_loss("AN"), "Naive assume-negative (Eq. 2)", _LL))
+register(Method("LL-R", _scheme_loss("LL-R"), "reject large losses (Eq. 4)", _LL, rate_scheme=True))
+register(Method("LL-Ct", _scheme_loss("LL-Ct"), "correct large losses temporarily (Eq. 5-6)", _LL, rate_scheme=True))
+register(Method("LL-Cp", _scheme_loss("LL-Cp"), "correct large losses permanently (Eq. 7-9)", _LL,
+                rate_scheme=True, writes_labels=True))
+def _threshold(epoch, cfg):
+    return {"ll_threshold": losses.absolute_threshold(epoch, cfg.R0, cfg.delta_abs)} if epoch > 1 else {}
+
+
+register(Method("LL-R-abs", _scheme_loss("LL-R-abs"), "LL-R above an absolute loss threshold (--R0, --delta_abs)",
+                _LL, schedule=_threshold))
+register(Method("LL-Ct-abs", _scheme_loss("LL-Ct-abs"), "LL-Ct above an absolute threshold", _LL, schedule=_threshold))
+register(Method("WAN", _scheme_loss("WAN"), "weak assume-negative", _COLE))
+register(Method("LSAN", _scheme_loss("LSAN"), "assume-negative with label smoothing", _COLE))
+register(Method("EPR", _scheme_loss("EPR"), "expected positive regularisation", _COLE, needs_k_hat=True))
+register(Method("ROLE", _scheme_loss("ROLE"), "regularised online label estimation", _COLE, needs_k_hat=True,
+                make_state=lambda labels_obs, cfg: losses.LabelEstimate(labels_obs), state_trains=True))
+register(Method("IU", _scheme_loss("IU"), "ignore the unobserved labels (observed entries only)", _COLE))
+
+
+def _csl_loss(logits, labels, batch):
+    return losses.partial_selective_loss(logits, labels, prior=batch.prior, **batch.cfg.csl_options)
+
+
+register(Method("CSL", _csl_loss, "class-aware selective loss (flags below)",
+                "Ben-Baruch et al., Multi-label Classification with Partial Annotations using Class-aware "
+                "Selective Loss, CVPR 2022", paper_row=False))
+
+
+# ------------------------------------------------------------------ beyond the paper
+
+def _range(low, high, low_open=True, high_open=False):
+    """A check that a number (or each of a list) lies in the interval."""
+    def check(value):
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if (v <= low if low_open else v < low) or (v >= high if high_open else v > high):
+                return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return None
+    return check
+
+
+# Zhou et al.'s main.py, per dataset: bsize, lr, alpha, beta, warm-up epoch (neg_proportion 0.9 everywhere).
+EM_SETTINGS = {"pascal": dict(bsize=8, lr=1e-5, alpha=0.2, beta=0.02, warmup=5),
+               "coco": dict(bsize=16, lr=1e-5, alpha=0.1, beta=0.9, warmup=5),
+               "nuswide": dict(bsize=16, lr=1e-5, alpha=0.1, beta=0.2, warmup=4),
+               "cub": dict(bsize=8, lr=1e-4, alpha=0.01, beta=0.4, warmup=3)}
+EM_FALLBACK = EM_SETTINGS["coco"]          # other datasets (demo, custom, openimages)
+_EM = "Zhou et al., Acknowledging the Unknown for Multi-label Learning with Single Positive Labels, ECCV 2022"
+
+
+def _em_setting(key):
+    return lambda dataset: EM_SETTINGS.get(dataset, EM_FALLBACK)[key]
+
+
+EM_ALPHA = Flag("em_alpha", "weight of the entropy of the unobserved labels. Default: the authors' per dataset "
+                "(VOC 0.2, COCO and NUS-WIDE 0.1, CUB 0.01; 0.1 elsewhere); larger pushes unknown labels to 0.5",
+                default=_em_setting("alpha"), check=_range(0, float("inf"), high_open=True))
+APL_BETA = Flag("apl_beta", "weight of the soft negative pseudo-labels. Default: VOC 0.02, COCO 0.9, NUS-WIDE 0.2, "
+                "CUB 0.4 (0.9 elsewhere)", default=_em_setting("beta"), check=_range(0, float("inf"), high_open=True))
+APL_WARMUP = Flag("apl_warmup_epoch", "first epoch after which pseudo-labels are assigned. Default: VOC and COCO 5, "
+                  "NUS-WIDE 4, CUB 3 (5 elsewhere); must be below --num_epochs", type=int,
+                  default=_em_setting("warmup"), check=_range(1, float("inf"), low_open=False, high_open=True))
+APL_PROPORTION = Flag("apl_neg_proportion", "share of each class's unobserved labels pseudo-labelled negative "
+                      "over the epochs from the warm-up on (the authors: 0.9)", default=0.9, check=_range(0, 1))
+
+
+def _em_settings(dataset):
+    """Zhou et al. train the whole classifier with Adam at one lr (no 10x head)."""
+    return dict(optimizer="adam", lr=EM_SETTINGS.get(dataset, EM_FALLBACK)["lr"])
+
+
+def _em_script_flags(dataset):
+    """Zhou et al. train the whole classifier at one lr (no 10x head), with their batch size, and stop at
+    the first epoch whose val mAP is below the best."""
+    return ["--bsize", str(EM_SETTINGS.get(dataset, EM_FALLBACK)["bsize"]), "--lr_mult", "1", "--early_stop_drop", "0"]
+
+
+def _em(logits, labels, batch):
+    return losses_beyond.em_loss(logits, labels, batch.cfg.method_options["em_alpha"])
+
+
+def _em_apl(logits, labels, batch):
+    options = batch.cfg.method_options
+    return losses_beyond.em_loss(logits, labels, options["em_alpha"], batch.state, options["apl_beta"])
+
+
+def _apl_after_epoch(state, epoch, cfg, labels_obs, predict_train):
+    """APL after each epoch from the warm-up on (as the authors' loop: after training, before val)."""
+    options = cfg.method_options
+    if epoch < options["apl_warmup_epoch"]:
+        return
+    probs = torch.sigmoid(torch.as_tensor(predict_train(), dtype=torch.float32)).to(state.soft.device)
+    counts = losses_beyond.apl_count(state.num_unobserved.cpu().numpy(), options["apl_neg_proportion"],
+                                     cfg.num_epochs, options["apl_warmup_epoch"])
+    state.soft.copy_(losses_beyond.apl_select(probs, labels_obs.to(state.soft.device), state.soft, counts))
+
+
+register(Method("EM", _em, "entropy maximisation on the unobserved labels", _EM, flags=(EM_ALPHA,),
+                advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
+                script_flags=_em_script_flags, paper_row=False))
+def _check_apl(options, args):
+    if options["apl_warmup_epoch"] >= args.num_epochs:
+        return (f"--apl_warmup_epoch {options['apl_warmup_epoch']}: must be in [1, --num_epochs) = [1, "
+                f"{args.num_epochs}), so that pseudo-labels are assigned before the last epoch")
+    return None
+
+
+register(Method("EM-APL", _em_apl, "EM with asymmetric (negative) soft pseudo-labelling", _EM,
+                flags=(EM_ALPHA, APL_BETA, APL_WARMUP, APL_PROPORTION),
+                advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
+                script_flags=_em_script_flags, after_epoch=_apl_after_epoch, validate=_check_apl, paper_row=False,
+                make_state=lambda labels_obs, cfg: losses_beyond.PseudoLabels(labels_obs),
+                published={"pascal": 89.19, "coco": 70.87}))
+
+_GR = "Chen et al., Boosting Single Positive Multi-label Classification with Generalized Robust Loss, IJCAI 2024"
+GR_K = Flag("gr_k_schedule", "w0 wT b0 bT: the soft pseudo-label k(p) = sigmoid(w p + b), w and b moving linearly "
+            "from (w0, b0) to (wT, bT) over the epochs (the authors' default 0 2 -2 -2)", nargs=4,
+            default=(0.0, 2.0, -2.0, -2.0), check=_range(-100, 100),
+            metavar=("W0", "WT", "B0", "BT"))
+GR_V = Flag("gr_v_schedule", "mu0 sigma0 muT sigmaT: the Gaussian weight v(p) = exp(-(p - mu)^2 / 2 sigma^2) of the "
+            "unobserved labels, mu in [0, 1] and sigma > 0 moving linearly (default 0.5 2 0.8 0.5)", nargs=4,
+            default=(0.5, 2.0, 0.8, 0.5), metavar=("MU0", "SIGMA0", "MUT", "SIGMAT"))
+GR_Q = Flag("gr_q", "q2 q3: exponents of the robust losses of a label taken as positive, (1 - p^q2)/q2, and as "
+            "negative, (1 - (1-p)^q3)/q3; each in (0, 1] (default 0.01 1)", nargs=2, default=(0.01, 1.0),
+            check=_range(0, 1), metavar=("Q2", "Q3"))
+
+
+def _check_gr_v(value):
+    mu0, sigma0, mu_end, sigma_end = value
+    if not (0 <= mu0 <= 1 and 0 <= mu_end <= 1 and sigma0 > 0 and sigma_end > 0):
+        return "mu0 and muT in [0, 1], sigma0 and sigmaT > 0"
+    return None
+
+
+GR_V = dataclasses.replace(GR_V, check=_check_gr_v)
+
+
+def gr_schedule(epoch, cfg):
+    """This epoch's w, b, mu, sigma of GR-Loss (losses_beyond.gr_schedule)."""
+    options = cfg.method_options
+    n = cfg.linear_init_epochs if cfg.train_mode == "linear_init" else 0
+    return losses_beyond.gr_schedule(epoch, cfg.num_epochs, options["gr_k_schedule"], options["gr_v_schedule"], n)
+
+
+def _gr(logits, labels, batch):
+    q2, q3 = batch.cfg.method_options["gr_q"]
+    return losses_beyond.gr_loss(logits, labels, **gr_schedule(batch.epoch, batch.cfg), q2=q2, q3=q3)
+
+
+register(Method("GR-Loss", _gr, "generalized robust loss: soft pseudo-labels and Gaussian reweighting", _GR,
+                flags=(GR_K, GR_V, GR_Q), advice=f"GR-Loss ({_GR}; defaults of the authors' config.py)",
+                settings=lambda dataset: dict(optimizer="adam", lr=1e-5), schedule=gr_schedule,
+                # The authors' config.py: batch 8, 8 epochs, early stop 2 points below the best.
+                script_flags=lambda dataset: ["--bsize", "8", "--num_epochs", "8", "--early_stop_drop", "2"],
+                paper_row=False, published={"pascal": 89.8, "coco": 73.2, "nuswide": 49.1}))
+
+
+# ------------------------------------------------------------------ BoostLU: a model option for any method
+
+BOOSTLU_DEFAULT_ALPHA = 5.0
+# BoostLU's README and config.py (youngwk/BridgeGapExplanationPAMC): Adam, lr 1e-5, and one
+# delta_rel per LL scheme on every dataset.
+BOOSTLU_SETTINGS = dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.5, "LL-Ct": 0.2, "LL-Cp": 0.1})
+BOOSTLU_CITATION = ("Kim et al., Bridging the Gap between Model Explanations in Partially Annotated Multi-label "
+                    "Classification, CVPR 2023")
+# Published test mAP of LL + BoostLU: not verified here (the paper's table could not be read from this
+# machine); left empty rather than guessed.
+BOOSTLU_PUBLISHED = {}
+
+
+def method_defaults(name, dataset, boostlu):
+    """The authors' defaults of a method (and of BoostLU runs) that override the LL paper's
+    per-dataset settings where the user passed nothing."""
+    defaults = dict(REGISTRY[name].settings(dataset)) if REGISTRY[name].settings else {}
+    if boostlu:
+        defaults.update(optimizer=BOOSTLU_SETTINGS["optimizer"], lr=BOOSTLU_SETTINGS["lr"])
+        if name in BOOSTLU_SETTINGS["delta_rel"]:
+            defaults["delta_rel"] = BOOSTLU_SETTINGS["delta_rel"][name]
+    return defaults

@@ -14,6 +14,7 @@ Labels: 0/1 ground truth, or -1/0/+1 observed labels with ``annotated`` masking 
 (OpenImages-style test sets): an unannotated entry is left out of every count.
 """
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support
 
 from metrics import average_precision_per_class, mean_ap
@@ -102,7 +103,7 @@ def threshold_report(y_true, scores, class_names, thresholds, annotated=None):
 def probabilities(logits):
     """Sigmoid of (N, K) logits in float64, where it saturates at 1 only above 36 (float32: 17),
     so that thresholds near 1 still separate images."""
-    return 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+    return expit(np.asarray(logits, np.float64))
 
 
 def report(y_true, logits, class_names, thresholds, annotated=None):

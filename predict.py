@@ -141,7 +141,7 @@ def write_predictions(path, fmt, paths, probs, class_names, thresholds):
         writer = csv.writer(f)
         writer.writerow(["path", *class_names, "predicted"])
         for p, row, chosen in zip(paths, probs, predicted):
-            writer.writerow([p, *(f"{v:.6f}" for v in row), ";".join(n for n, c in zip(class_names, chosen) if c)])
+            writer.writerow([p, *(f"{v:.6g}" for v in row), ";".join(n for n, c in zip(class_names, chosen) if c)])
 
 
 class ExportedClassifier(torch.nn.Module):

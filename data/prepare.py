@@ -755,7 +755,7 @@ def prepare_csv(csv_path, root, out, classes=None, layout="auto", simulate=None,
         if not os.path.lexists(link):
             os.symlink(os.path.abspath(root), link)
             print(f"linked {link} -> {os.path.abspath(root)}")
-        elif not os.path.samefile(link, root):
+        elif not (os.path.exists(link) and os.path.samefile(link, root)):
             raise PreparationError(f"{link} exists and is not {root}; choose another --out")
     else:
         prefix = "" if inside == os.curdir else inside

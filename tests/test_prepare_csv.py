@@ -9,7 +9,7 @@ from PIL import Image
 
 import main
 from data import demo_csv
-from test_prepare import fails_with, load, prepare, run
+from test_prepare import fails_with, load, run
 
 LONG = """path,positives,negatives,split
 a.png,cat;dog,,train

@@ -18,6 +18,7 @@ import datasets
 import distributed
 import losses
 import methods
+import multilabel_metrics
 from config import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
@@ -443,6 +444,9 @@ def run(cfg, resume=False):
                             f"(saved, now); rerun with the same arguments")
     save_atomic(dataclasses.asdict(cfg), config_path)
     save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
+    # predict.py reads the class names from the run folder, so it needs no data folder.
+    class_names = analysis.load_class_names(cfg.data_dir, num_classes)
+    save_atomic(class_names, os.path.join(cfg.run_dir, "class_names.json"))
     if distributed.is_main():
         with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
             log.writelines(json.dumps(record) + "\n" for record in state["history"])
@@ -517,6 +521,7 @@ def run(cfg, resume=False):
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
                "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
+    results.update(per_class_results(model, loaders, splits, class_names, device, cfg.run_dir))
     if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
         # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
         # on the training images, for a later --csl_mode selective --csl_prior run.
@@ -528,6 +533,22 @@ def run(cfg, resume=False):
     print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "
           f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
     return results
+
+
+def per_class_results(model, loaders, splits, class_names, device, run_dir):
+    """The best model's per-class test AP by class name and its multi-label metrics
+    (``multilabel_metrics``) at 0.5 and at the per-class thresholds that maximise F1 on val; those
+    are saved to ``thresholds.json`` for ``predict.py --threshold val_f1``. Scores in fp32."""
+    (val_true, val_annotated), (test_true, test_annotated) = (multilabel_metrics.split_truth(splits[n])
+                                                                for n in ("val", "test"))
+    val_logits, test_logits = (predict(model, loaders[n], device, f"{n} per class") for n in ("val", "test"))
+    thresholds = multilabel_metrics.f1_thresholds(val_true, multilabel_metrics.probabilities(val_logits), val_annotated)
+    save_atomic({"val_f1": dict(zip(class_names, map(float, thresholds)))}, os.path.join(run_dir, "thresholds.json"))
+    at_half = multilabel_metrics.report(test_true, test_logits, class_names, 0.5, test_annotated)
+    at_half.pop("map")
+    return {"test_per_class_ap": at_half.pop("per_class_ap"), "test_at_0.5": at_half,
+            "test_at_val_f1": multilabel_metrics.threshold_report(
+                test_true, multilabel_metrics.probabilities(test_logits), class_names, thresholds, test_annotated)}
 
 
 def format_epoch(record, state, num_epochs):

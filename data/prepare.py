@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from datasets import IMAGE_ROOTS, generate_observed_labels  # noqa: E402  (needs the path above)
+from datasets import IMAGE_ROOTS, generate_observed_labels, split_indices  # noqa: E402  (needs the path above)
 
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages")
 
@@ -430,6 +430,164 @@ def format_openimages(root, eval_split="validation"):
     return {"class_names": [names[mid] for mid in mids], "splits": splits}
 
 
+# ----------------------------------------------------------------------------- your own CSV
+
+# The values of the CSV's optional split column, and the formatted split each goes to.
+CSV_SPLITS = {"train": "train", "test": "val"}
+# Cells of the wide layout: observed positive, unknown (0 or empty), observed negative.
+WIDE_VALUES = {"1": 1, "0": 0, "": 0, "-1": -1}
+
+
+def _csv_error(path, line_no, message):
+    return PreparationError(f"{path}, line {line_no}: {message}")
+
+
+def _class_list(cell):
+    """';'-separated class names of a long-layout cell, stripped, empty ones left out."""
+    return [name.strip() for name in cell.split(";") if name.strip()]
+
+
+def read_label_csv(path, root, class_names=None, layout="auto", drop_missing_images=False):
+    """Image paths and partial labels from a CSV (data/README.md, "Your own data").
+
+    Layouts: "long", columns ``path,positives[,negatives][,split]`` with ';'-separated class names;
+    "wide", columns ``path[,split]`` and one per class holding 1 (positive), -1 (negative), 0 or
+    empty (unknown). "auto" is long when the header has a ``positives`` column.
+
+    Args:
+        path: the CSV file; root: the folder its image paths are relative to.
+        class_names: the classes in column order, or None for every class the CSV names, sorted.
+        drop_missing_images: leave out rows whose image does not exist (with a warning) instead
+            of stopping.
+    Returns:
+        dict: "class_names"; "images" (N,) str paths relative to ``root``; "observed" (N, K) int8
+        in {-1, 0, +1}; "split" (N,) str from the split column ("train" or "test"), or None.
+    Raises:
+        PreparationError naming the CSV line: an empty file, a missing column, an empty or
+        missing or repeated path, a class both positive and negative, a class not in
+        ``class_names``, a cell or split value not allowed.
+    """
+    with open(_require_file(path, "csv"), newline="") as f:
+        reader = csv.reader(f)
+        header = [name.strip() for name in next(reader, [])]
+        if not any(header):
+            raise PreparationError(f"{path} is empty: expected a header line (data/README.md, 'Your own data')")
+        if layout == "auto":
+            layout = "long" if "positives" in header else "wide"
+        needed = ("path", "positives") if layout == "long" else ("path",)
+        absent = [name for name in needed if name not in header]
+        if absent:
+            raise _csv_error(path, 1, f"no {' or '.join(repr(a) for a in absent)} column in the "
+                                      f"{layout} layout; header {header}")
+        known = None if class_names is None else set(class_names)
+        wide_classes = [] if layout == "long" else [h for h in header if h not in ("path", "split")]
+        for name in wide_classes:
+            if known is not None and name not in known:
+                raise _csv_error(path, 1, f"column {name!r} is not a class of --classes")
+        rows, first_line = [], {}
+        for fields in reader:
+            line_no = reader.line_num
+            if not any(cell.strip() for cell in fields):
+                continue
+            if len(fields) != len(header):
+                raise _csv_error(path, line_no, f"{len(fields)} fields, expected {len(header)} ({header})")
+            cells = dict(zip(header, (cell.strip() for cell in fields)))
+            image = cells["path"]
+            if not image:
+                raise _csv_error(path, line_no, "empty path")
+            if image in first_line:
+                raise _csv_error(path, line_no, f"{image} is listed twice (first on line {first_line[image]})")
+            first_line[image] = line_no
+            if layout == "long":
+                positives = _class_list(cells["positives"])
+                negatives = _class_list(cells.get("negatives", ""))
+                both = sorted(set(positives) & set(negatives))
+                if both:
+                    raise _csv_error(path, line_no, f"{both} both positive and negative")
+                labels = {**{n: -1 for n in negatives}, **{n: 1 for n in positives}}
+            else:
+                labels = {}
+                for name in wide_classes:
+                    if cells[name] not in WIDE_VALUES:
+                        raise _csv_error(path, line_no, f"column {name!r} holds {cells[name]!r}; "
+                                                        f"expected 1, 0, -1 or empty")
+                    labels[name] = WIDE_VALUES[cells[name]]
+            unknown = sorted(n for n in labels if known is not None and n not in known)
+            if unknown:
+                raise _csv_error(path, line_no, f"class {unknown[0]!r} is not in --classes")
+            split = cells.get("split")
+            if split is not None and split not in CSV_SPLITS:
+                raise _csv_error(path, line_no, f"split {split!r}; expected one of {tuple(CSV_SPLITS)}")
+            if not os.path.isfile(os.path.join(root, image)):
+                if not drop_missing_images:
+                    raise _csv_error(path, line_no, f"image {os.path.join(root, image)} does not exist "
+                                                    f"(--drop_missing_images leaves such rows out)")
+                print(f"warning: {path}, line {line_no}: image {os.path.join(root, image)} does not exist; "
+                      f"dropped", file=sys.stderr)
+                continue
+            rows.append((image, labels, split))
+    if not rows:
+        raise PreparationError(f"{path}: no image rows (with an existing image) after the header")
+    if class_names is None:
+        class_names = sorted({n for _, labels, _ in rows for n in labels} | set(wide_classes))
+    column = {name: k for k, name in enumerate(class_names)}
+    observed = np.zeros((len(rows), len(class_names)), dtype=np.int8)
+    for row, (_, labels, _) in enumerate(rows):
+        for name, value in labels.items():
+            observed[row, column[name]] = value
+    has_split = "split" in header
+    return {"class_names": list(class_names), "images": np.array([r[0] for r in rows], dtype=str),
+            "observed": observed, "split": np.array([r[2] for r in rows], dtype=str) if has_split else None}
+
+
+def read_class_file(path):
+    """Class names, one per line (blank lines skipped); repeated names are an error."""
+    seen = {}
+    with open(_require_file(path, "csv")) as f:
+        for line_no, line in enumerate(f, start=1):
+            name = line.strip()
+            if name in seen:
+                raise PreparationError(f"{path}, line {line_no}: class {name!r} repeated (line {seen[name]})")
+            if name:
+                seen[name] = line_no
+    if not seen:
+        raise PreparationError(f"{path} is empty: expected one class name per line")
+    return list(seen)
+
+
+def format_csv(table, simulate=None, test_frac=0.2, split_seed=1200):
+    """The formatted splits of a ``read_label_csv`` table.
+
+    The split column decides each row's split ("train": the official train set, which training
+    splits into train and val; "test": the test set, written as formatted_val_*); without one, a
+    seeded ``test_frac`` of the rows is the test set (``datasets.split_indices``).
+
+    Labels: with ``simulate="single_positive"`` the CSV's positives are taken as complete (every
+    other class negative) and become the full 0/1 labels, from which ``prepare_csv`` draws the
+    observed ones. Otherwise the labels are real partial labels, kept as they are; the full labels
+    are written too only when every entry is known (+1 or -1).
+    Returns:
+        {"train": {"images", "observed" or "labels"}, "val": ...}.
+    """
+    images, observed = table["images"], table["observed"]
+    if table["split"] is not None:
+        parts = {CSV_SPLITS[name]: np.flatnonzero(table["split"] == name) for name in CSV_SPLITS}
+    else:
+        train_idx, test_idx = split_indices(len(images), test_frac, split_seed)
+        parts = {"train": train_idx, "val": test_idx}
+    splits = {}
+    for phase, idx in parts.items():
+        split = {"images": images[idx]}
+        if simulate == "single_positive":
+            split["labels"] = (observed[idx] == 1).astype(np.float32)
+        else:
+            split["observed"] = observed[idx]
+            if (observed[idx] != 0).all():
+                split["labels"] = (observed[idx] == 1).astype(np.float32)
+        splits[phase] = split
+    return splits
+
+
 FORMATTERS = {"pascal": format_pascal, "coco": format_coco, "nuswide": format_nuswide,
               "cub": format_cub, "openimages": format_openimages}
 
@@ -569,13 +727,73 @@ def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_im
     print(f"wrote {dataset} to {out}; images under {os.path.join(out, IMAGE_ROOTS[dataset])}")
 
 
+def prepare_csv(csv_path, root, out, classes=None, layout="auto", simulate=None, test_frac=0.2,
+                split_seed=1200, num_pos=1, num_neg=0, seed=1200, drop_missing_images=False):
+    """Format your own images and CSV of labels into ``out`` (data/README.md, "Your own data"),
+    read by ``main.py --dataset custom --data_dir OUT``.
+
+    Image paths are written relative to ``out``: as they are when ``root`` lies inside ``out``,
+    else under ``out/images``, a link to ``root``. With ``simulate="single_positive"`` the observed
+    labels are drawn from the full ones with ``datasets.generate_observed_labels`` (``num_pos``,
+    ``num_neg``, ``seed``; SPEC 2), float32 as for the simulated datasets; else they are the
+    CSV's, int8 (OpenImages-style).
+    """
+    if not os.path.isdir(root):
+        raise PreparationError(f"--root {root} is not a folder (the folder the CSV's image paths are relative to)")
+    table = read_label_csv(csv_path, root, None if classes is None else read_class_file(classes), layout,
+                           drop_missing_images)
+    splits = format_csv(table, simulate, test_frac, split_seed)
+    for phase, split in splits.items():
+        if len(split["images"]) == 0:
+            raise PreparationError(f"{csv_path}: no {'test' if phase == 'val' else 'train'} image; "
+                                   f"{'its split column needs both train and test rows' if table['split'] is not None else 'add rows or change --test_frac'}")
+    class_names = table["class_names"]
+    os.makedirs(out, exist_ok=True)
+    inside = os.path.relpath(os.path.realpath(root), os.path.realpath(out))
+    if inside.split(os.sep)[0] == os.pardir:
+        prefix, link = "images", os.path.join(out, "images")
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(root), link)
+            print(f"linked {link} -> {os.path.abspath(root)}")
+        elif not (os.path.exists(link) and os.path.samefile(link, root)):
+            raise PreparationError(f"{link} exists and is not {root}; choose another --out")
+    else:
+        prefix = "" if inside == os.curdir else inside
+    with open(os.path.join(out, "class_names.json"), "w") as f:
+        json.dump(class_names, f)
+    for phase, split in splits.items():
+        def path(kind):
+            return os.path.join(out, f"formatted_{phase}_{kind}")
+
+        for stale in ("labels.npy", "labels_obs.npy"):       # a previous preparation's files
+            if os.path.exists(path(stale)):
+                os.remove(path(stale))
+        np.save(path("images.npy"), np.array([os.path.join(prefix, p) for p in split["images"]], dtype=str))
+        if "labels" in split:
+            np.save(path("labels.npy"), split["labels"])
+        if simulate == "single_positive":
+            observed = generate_observed_labels(split["labels"], num_pos=num_pos, num_neg=num_neg,
+                                                seed=seed).astype(np.float32)
+        else:
+            observed = split["observed"]
+        np.save(path("labels_obs.npy"), observed)
+        name = "test" if phase == "val" else "train"
+        print(f"{name} (formatted_{phase}_*): {len(split['images'])} images, {len(class_names)} classes, "
+              f"{(observed == 1).sum() / len(observed):.2f} observed positives and "
+              f"{(observed == -1).sum() / len(observed):.2f} negatives per image"
+              + ("" if "labels" in split else "; no full labels (real partial labels)"))
+    print(f"wrote {out}; train with: python main.py --dataset custom --data_dir {out}")
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(
         "Format a raw dataset release into the layout of data/README.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=(*DATASETS, "csv"),
+                   help="'csv': your own images and a CSV of labels (--csv; data/README.md, 'Your own data')")
     p.add_argument("--root", required=True,
-                   help="folder holding the extracted release (layouts in data/README.md)")
+                   help="folder holding the extracted release (layouts in data/README.md); for csv, the "
+                        "folder the CSV's image paths are relative to")
     p.add_argument("--out", default=None,
                    help="output folder; default data/<dataset> in the repository. Image folders "
                         "are symlinked there from --root when the two differ")
@@ -591,13 +809,31 @@ def get_args_parser():
                         "Flickr URLs are dead); the dropped count is printed")
     p.add_argument("--openimages_eval_split", default="validation", choices=("validation", "test"),
                    help="official OpenImages split written as formatted_val_*")
+    g = p.add_argument_group("--dataset csv (data/README.md, 'Your own data')")
+    g.add_argument("--csv", default=None, help="the labels: path,positives[,negatives][,split] or one column per class")
+    g.add_argument("--csv_layout", default="auto", choices=("auto", "long", "wide"),
+                   help="auto: long when the header has a 'positives' column")
+    g.add_argument("--classes", default=None,
+                   help="file of class names, one per line, in column order; default every class the CSV names, sorted")
+    g.add_argument("--simulate", default=None, choices=("single_positive",),
+                   help="take the CSV's positives as complete and keep --num_pos of them per image (the "
+                        "paper's setting); default: the labels are real partial labels, kept as they are")
+    g.add_argument("--test_frac", type=float, default=0.2,
+                   help="without a split column: the share of rows held out as the test set (seeded by --split_seed)")
+    g.add_argument("--split_seed", type=int, default=1200, help="seed of that train/test split")
     return p
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    out = args.out or os.path.join(REPO_ROOT, "data", args.dataset)
+    out = args.out or os.path.join(REPO_ROOT, "data", "custom" if args.dataset == "csv" else args.dataset)
     try:
+        if args.dataset == "csv":
+            if args.csv is None:
+                raise PreparationError("--dataset csv needs --csv LABELS.csv")
+            prepare_csv(args.csv, args.root, out, args.classes, args.csv_layout, args.simulate, args.test_frac,
+                        args.split_seed, args.num_pos, args.num_neg, args.seed, args.drop_missing_images)
+            return
         prepare(args.dataset, args.root, out, num_pos=args.num_pos, num_neg=args.num_neg,
                 seed=args.seed, drop_missing_images=args.drop_missing_images,
                 openimages_eval_split=args.openimages_eval_split)

@@ -6,6 +6,7 @@ Markdown with our mean ± std over seeds beside the paper's numbers, and into it
     python scripts/collect.py table runs/table3_openimages            # Table 3 (G1..G5 and all)
     python scripts/collect.py sweep runs/figure5 --png figure5.png    # Figure 5 / any delta_rel sweep
     python scripts/collect.py fraction runs/figure6 --png figure6.png # Figure 6
+    python scripts/collect.py per_class runs/mine --png per_class.png # test AP per class, methods as columns
 
 A table's paper column is chosen from the folder name (or --paper); runs not yet finished are
 left out and counted.
@@ -189,6 +190,55 @@ def fraction_table(records):
     return "\n".join(lines)
 
 
+def per_class_ap(records):
+    """({method: {class: [test AP over seeds]}}, class names in column order) of the runs that
+    record per-class AP (results.json's test_per_class_ap); runs of other classes raise ValueError."""
+    records = [r for r in records if "test_per_class_ap" in r]
+    if not records:
+        return {}, []
+    names = list(records[0]["test_per_class_ap"])
+    table = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if list(r["test_per_class_ap"]) != names:
+            raise ValueError(f"runs of different classes in one folder: {names[:3]}... and "
+                             f"{list(r['test_per_class_ap'])[:3]}...")
+        for name, ap in r["test_per_class_ap"].items():
+            if ap is not None:
+                table[method_label(r)][name].append(ap)
+    return table, names
+
+
+def per_class_table(table, names):
+    """Rows: classes; columns: methods, each the mean ± std of test AP over seeds."""
+    methods = _order(table)
+    lines = ["| class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(mean_std(table[m].get(name, [])) or "-" for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def plot_per_class(table, names, png):
+    """Grouped bars: per class, each method's mean test AP over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    methods = _order(table)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(names) * max(1, len(methods) / 2)), 3.5))
+    for i, m in enumerate(methods):
+        means = [np.mean(table[m][n]) if table[m].get(n) else np.nan for n in names]
+        ax.bar(np.arange(len(names)) + (i - (len(methods) - 1) / 2) * width, means, width, label=m)
+    ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("test AP (%)")
+    ax.set_title("Test AP per class")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=150)
+    plt.close(fig)
+    print(f"wrote {png}")
+
+
 def _plot(series, xlabel, title, png, percent_axis=False):
     """series: {label: {x: [values over seeds]}} -> PNG with mean and std error bars."""
     import matplotlib
@@ -228,11 +278,11 @@ def plot_fraction(records, png):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=("table", "sweep", "fraction"))
+    p.add_argument("kind", choices=("table", "sweep", "fraction", "per_class"))
     p.add_argument("runs", help="the folder holding the run folders (a script's --save_path)")
     p.add_argument("--paper", choices=tuple(PAPER), default=None,
                    help="which paper numbers to show beside ours (default: from the folder name)")
-    p.add_argument("--png", default=None, help="sweep and fraction: also draw the figure into this PNG file")
+    p.add_argument("--png", default=None, help="sweep, fraction and per_class: also draw the figure into this PNG file")
     opts = p.parse_args(argv)
     if not os.path.isdir(opts.runs):
         p.error(f"{opts.runs} is not a folder")
@@ -242,6 +292,18 @@ def main(argv=None):
         return 1
     if opts.kind == "table":
         print(table_markdown(records, paper_column(opts.paper or os.path.basename(os.path.normpath(opts.runs)))))
+        return 0
+    if opts.kind == "per_class":
+        try:
+            table, names = per_class_ap(records)
+        except ValueError as err:
+            p.error(str(err))
+        if not names:
+            print(f"no run in {opts.runs} records per-class AP (results.json's test_per_class_ap)")
+            return 1
+        print(per_class_table(table, names))
+        if opts.png:
+            plot_per_class(table, names, opts.png)
         return 0
     print(sweep_table(records) if opts.kind == "sweep" else fraction_table(records))
     if opts.png:

@@ -82,7 +82,8 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
     seen_test_weights = []
 
-    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none"):
+    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
+                          skip_without_positive=False):
         if desc == "test":
             seen_test_weights.append(model.head.bias.detach().clone())
             return {"map": 42.0}
@@ -135,6 +136,32 @@ def test_bf16_autocast_keeps_the_loss_and_the_modified_entries():
     assert logits16.dtype == torch.bfloat16 and int(modified32.sum()) == int(modified16.sum()) == 24
     assert abs(loss16.item() - loss32.item()) < 0.01 * loss32.item()
     assert int((modified32 ^ modified16).sum()) <= 4
+
+
+def test_scores_under_bf16_autocast_are_fp32_not_quantised():
+    """train.predict with --amp bf16: the backbone runs in bf16, but the scores are the fp32 head on
+    its features: not on bf16's grid (8 significant bits), and equal to a float64 head on the same
+    features within the fp32 rounding bound of a dot product of C terms, gamma_{C+1} * sum |w_i f_i| + |b|."""
+    torch.manual_seed(0)
+    model = train.build_model("resnet18", 3, "none")
+    images = torch.randn(24, 3, 32, 32)
+    loader = [(images[:16], torch.arange(16)), (images[16:], torch.arange(16, 24))]
+    scores = torch.from_numpy(train.predict(model, loader, "cpu", amp="bf16"))       # (24, 3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = torch.cat([model.features(x) for x, _ in loader])
+        bf16_logits = model(images)                     # what the whole model under autocast gives
+    assert features.dtype == bf16_logits.dtype == torch.bfloat16 and scores.dtype == torch.float32
+    # bf16 logits lie on bf16's grid; fp32 scores almost never do (2^-16 chance each).
+    assert torch.equal(bf16_logits.float(), bf16_logits.float().bfloat16().float())
+    assert (scores == scores.bfloat16().float()).sum() <= 1
+    assert len(torch.unique(scores)) == scores.numel()
+    w, b = model.head.weight.detach().double(), model.head.bias.detach().double()
+    f = features.double()
+    expected = f @ w.T + b
+    u = 2.0 ** -24                                      # fp32 unit roundoff
+    n = f.shape[1] + 1
+    bound = n * u / (1 - n * u) * (f.abs() @ w.abs().T + b.abs())
+    assert ((scores.double() - expected).abs() <= bound).all()
 
 
 def test_amp_auto_is_bf16_on_cuda_and_off_on_the_cpu():

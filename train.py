@@ -280,7 +280,7 @@ CSL_PRIOR_RUN = "csl_prior_ignore"      # stage 1 of --csl_prior two_stage, insi
 
 def csl_prior_file(cfg, resume):
     """Where CSL's selective mode reads its class priors: --csl_prior FILE, or for two_stage the
-    CSL paper's procedure (Ben-Baruch et al. 2022, Sec. 3.3): a temporary model trained in ignore
+    CSL paper's procedure (Ben-Baruch et al. 2022): a temporary model trained in ignore
     mode, whose running mean of training predictions (``TrainingPrior``) it saves. That model is
     trained here first, in <run_dir>/csl_prior_ignore with the same settings, unless it finished
     (--resume continues it, --overwrite retrains it). Returns the path, or 'annotations'."""

@@ -230,7 +230,10 @@ def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
 def fp32_logits(model, images, amp, device):
     """(B, K) fp32 logits whatever ``amp`` is (SPEC 7): the backbone runs under --amp's autocast,
     the head outside it on the pooled features cast to fp32. bf16 logits would keep 8 significant
-    bits, so that a class's scores fall on a few thousand values and their ties lower AP."""
+    bits, so that a class's scores fall on a few thousand values and their ties lower AP. In fp32
+    any module will do; reduced precision needs the model's ``features`` and ``head``."""
+    if autocast_dtype(amp, device) is None:
+        return model(images)
     with autocast(amp, device):
         features = model.features(images)                                 # (B, C), bf16 under bf16
     return model.head(features.float())

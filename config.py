@@ -81,6 +81,8 @@ class Config:
     record_labels_for: int = 0
     boostlu_alpha: float = None      # BoostLU's boost of positive CAM values; None: the plain model
     method_options: dict = dataclasses.field(default_factory=dict)   # the method's own flags (methods.py)
+    csl_reduction: str = "sum"
+    ap_without_positive: str = "zero"
 
     @property
     def run_dir(self):
@@ -91,7 +93,7 @@ class Config:
         """Keyword arguments of ``losses.partial_selective_loss`` (all but the prior)."""
         return dict(mode=self.csl_mode, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg,
                     gamma_unann=self.gamma_unann, clip=self.clip, prior_threshold=self.prior_threshold,
-                    likelihood_topk=self.likelihood_topk)
+                    likelihood_topk=self.likelihood_topk, reduction=self.csl_reduction)
 
     def frozen_backbone(self, epoch):
         """LinearInit trains only the head in its first ``linear_init_epochs`` (1-based) epochs."""
@@ -149,9 +151,16 @@ def get_args_parser():
                    help="selective: ignore the likelihood_topk * B most probable unannotated labels of a batch")
     g.add_argument("--prior_threshold", type=float, default=0.5,
                    help="selective: ignore unannotated labels of classes whose prior exceeds this")
-    g.add_argument("--csl_prior", default="annotations",
-                   help="selective: 'annotations' (estimated from the observed labels) or a .npy of K priors, "
-                        "e.g. the class_prior_model.npy that a --csl_mode ignore run saves")
+    g.add_argument("--csl_prior", default="two_stage",
+                   help="selective: 'two_stage' (the CSL paper's: an ignore-mode model is trained first in "
+                        "<run folder>/csl_prior_ignore, twice the training time, and the running mean of its "
+                        "training predictions is the prior), 'annotations' (from the observed labels; refused "
+                        "without observed negatives) or a .npy of K priors in [0, 1], e.g. the "
+                        "class_prior_model.npy that a --csl_mode ignore run saves")
+    g.add_argument("--csl_reduction", default="sum", choices=losses.CSL_REDUCTIONS,
+                   help="the loss as the CSL code returns it (sum over the batch's entries) or divided by B*K "
+                        "(mean, the scale of the other losses); Adam barely notices, SGD's steps are B*K "
+                        "times larger with sum")
 
     add_method_flags(p)
 
@@ -201,7 +210,14 @@ def get_args_parser():
     g.add_argument("--amp", default="auto", choices=("auto", "none", "bf16", "fp16"),
                    help="mixed precision of the model's forward and backward ('auto': bf16 on CUDA, none on "
                         "the CPU, where bf16 is slow without hardware support); fp16 uses loss scaling. "
-                        "The large-loss selection and every loss always run in fp32")
+                        "The large-loss selection, every loss and the val/test scores (the head on fp32 "
+                        "features) always run in fp32. The paper trained in fp32; bf16 training is not measured "
+                        "against it (README 'Speed')")
+    g.add_argument("--ap_without_positive", default="zero", choices=("zero", "skip"),
+                   help="partially labelled val/test sets (OpenImages): a class with annotated entries but no "
+                        "annotated positive scores AP 0 and counts in the mAP (zero: upstream's "
+                        "compute_metrics_openimages, which produced Table 3), or is left out (skip). A class "
+                        "with no annotated entry is always left out")
     g.add_argument("--device", default=os.environ.get("LLM_DEVICE", "auto"),
                    help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'...; env LLM_DEVICE")
     g.add_argument("--save_path", default="runs", help="parent folder of run folders")
@@ -327,8 +343,9 @@ def build_config(args):
         raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
     if args.train_mode == "linear_init" and not 0 < args.linear_init_epochs < args.num_epochs:
         raise UserError("--linear_init_epochs must be in [1, --num_epochs)")
-    if args.csl_prior != "annotations" and not os.path.isfile(args.csl_prior):
-        raise UserError(f"--csl_prior {args.csl_prior}: no such file ('annotations' or a .npy of class priors)")
+    if args.csl_prior not in ("two_stage", "annotations") and not os.path.isfile(args.csl_prior):
+        raise UserError(f"--csl_prior {args.csl_prior}: no such file ('two_stage', 'annotations' or a .npy "
+                        f"of class priors)")
     if args.record_labels_for < 0:
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
     if args.weights == "demo" and args.arch != "resnet18":

@@ -297,10 +297,12 @@ class LabelEstimate(nn.Module):
 
 
 CSL_MODES = ("negative", "ignore", "ignore_normalize", "selective")
+CSL_REDUCTIONS = ("sum", "mean")
 
 
 def partial_selective_loss(logits, label_vec_obs, mode="selective", gamma_pos=0.0, gamma_neg=1.0,
-                           gamma_unann=4.0, clip=0.0, prior=None, prior_threshold=0.5, likelihood_topk=5):
+                           gamma_unann=4.0, clip=0.0, prior=None, prior_threshold=0.5, likelihood_topk=5,
+                           reduction="sum"):
     """Class-aware selective loss with partial asymmetric focusing (Ben-Baruch et al., CVPR 2022).
 
     Each entry's term is log(p) for observed positives and log(p_neg) for observed negatives and
@@ -321,13 +323,17 @@ def partial_selective_loss(logits, label_vec_obs, mode="selective", gamma_pos=0.
         label_vec_obs: (B, K) observed labels in {-1, 0, +1} (this codebase's convention; the
             CSL code writes unannotated as -1 and negatives as 0).
         prior: optional (K,) tensor of class priors, used by "selective".
+        reduction: "sum" of the terms, as the CSL code returns, or their "mean" over all B*K
+            entries (ignored ones count as 0), the scale of the other losses here. Adam's updates
+            barely depend on the scale; SGD's steps are B*K times larger with "sum".
     Returns:
-        loss: scalar, the summed terms divided by B*K (the CSL code returns the plain sum; the mean
-            keeps the scale of the other losses here and does not change Adam's updates).
+        loss: scalar, the weighted terms reduced by ``reduction``.
         ignored: (B, K) bool, the unannotated entries that were given weight 0.
     """
     if mode not in CSL_MODES:
         raise ValueError(f"unknown CSL mode {mode!r}; expected one of {CSL_MODES}")
+    if reduction not in CSL_REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {CSL_REDUCTIONS}")
     logits = logits.float()
     positive, negative, unannotated = label_vec_obs == 1, label_vec_obs == -1, label_vec_obs == 0
     p = torch.sigmoid(logits)
@@ -349,8 +355,8 @@ def partial_selective_loss(logits, label_vec_obs, mode="selective", gamma_pos=0.
             ignored = unannotated & (prior > prior_threshold)[None, :]
         # Among all unannotated entries, the top likelihood_topk * B by predicted probability.
         ignored = ignored | large_loss_mask(p, unannotated, min(likelihood_topk * logits.shape[0], p.numel()))
-    loss = (terms * weight).masked_fill(ignored, 0.0).sum() / terms.numel()
-    return loss, ignored
+    loss = (terms * weight).masked_fill(ignored, 0.0).sum()
+    return (loss if reduction == "sum" else loss / terms.numel()), ignored
 
 
 def prior_from_annotations(labels_obs):

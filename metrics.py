@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 
-def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=32, device="cpu"):
+def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=32, device="cpu",
+                                skip_without_positive=False):
     """AP of every column, equal to ``sklearn.metrics.average_precision_score`` column by column.
 
     sklearn's AP is sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, so tied scores
@@ -30,9 +31,13 @@ def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=32, 
             and 5 % positives (one thread's RSS rose 120 MB). 32 and 64 ran equally fast on a
             2-core CPU at that N.
         device: where to sort and search; the per-positive sums then run in numpy.
+        skip_without_positive: with ``annotated``, a class with annotated entries but no annotated
+            positive is skipped (NaN) instead of scoring 0.
     Returns:
-        (K,) float64 AP in [0, 1]. A class without a positive scores 0 (upstream convention), or
-        NaN (skipped) when ``annotated`` is given.
+        (K,) float64 AP in [0, 1]. A class without a positive scores 0 (upstream convention, SPEC 7:
+        the LL code's compute_metrics_openimages too, for a class with annotated entries but no
+        annotated positive). With ``annotated``, a class without an annotated entry is NaN (skipped
+        by ``mean_ap``), and so is one without an annotated positive if ``skip_without_positive``.
     """
     y_true = np.asarray(y_true, dtype=bool)
     y_score = np.asarray(y_score)
@@ -48,7 +53,8 @@ def average_precision_per_class(y_true, y_score, annotated=None, chunk_size=32, 
     width = math.ceil(y_true.shape[1] / num_chunks)
     columns = [slice(c, c + width) for c in range(0, y_true.shape[1], width)]
     return np.concatenate(_map_chunks(lambda cols: _ap_columns(
-        y_true[:, cols], y_score[:, cols], None if annotated is None else annotated[:, cols], device), columns, workers))
+        y_true[:, cols], y_score[:, cols], None if annotated is None else annotated[:, cols], device,
+        skip_without_positive), columns, workers))
 
 
 def _map_chunks(fn, chunks, workers):
@@ -66,7 +72,7 @@ def _map_chunks(fn, chunks, workers):
         torch.set_num_threads(threads)
 
 
-def _ap_columns(y_true, y_score, annotated, device):
+def _ap_columns(y_true, y_score, annotated, device, skip_without_positive=False):
     """Sorting and searching on ``device``; the per-positive sums in numpy, on (C, P) numbers."""
     hits, scores = _rows(y_true, device), _rows(y_score, device)      # (C, N), one row per class
     num_entries = torch.full((scores.shape[0],), scores.shape[1], device=device)
@@ -93,7 +99,10 @@ def _ap_columns(y_true, y_score, annotated, device):
                           out=np.zeros(positives.shape))
     ap = precision.sum(axis=1) / np.maximum(num_pos, 1)
     if annotated is not None:
-        ap[num_pos == 0] = np.nan
+        skipped = num_entries == 0
+        if skip_without_positive:
+            skipped |= num_pos == 0
+        ap[skipped] = np.nan
     return ap
 
 
@@ -126,9 +135,10 @@ def mean_ap(ap):
     return None if np.isnan(ap).all() else 100.0 * float(np.nanmean(ap))
 
 
-def mean_average_precision(y_true, y_score, annotated=None):
+def mean_average_precision(y_true, y_score, annotated=None, skip_without_positive=False):
     """mAP in percent (SPEC section 7); see ``average_precision_per_class`` for the arguments.
 
-    None only with ``annotated`` when no class has an annotated positive.
+    None only with ``annotated`` when no class is scored.
     """
-    return mean_ap(average_precision_per_class(y_true, y_score, annotated))
+    return mean_ap(average_precision_per_class(y_true, y_score, annotated,
+                                               skip_without_positive=skip_without_positive))

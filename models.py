@@ -127,16 +127,27 @@ class MultiLabelNet(nn.Module):
 
     def class_activation_map(self, images):
         """(B, K, h, w): the head as a 1x1 convolution on the feature map, boosted under BoostLU."""
-        cam = torch.einsum("kc,bchw->bkhw", self.head.weight, self.feature_map(images))
+        return self._boosted_cam(self.feature_map(images))
+
+    def _boosted_cam(self, feature_map):
+        cam = torch.einsum("kc,bchw->bkhw", self.head.weight, feature_map)
         cam = cam + self.head.bias[None, :, None, None]
         if self.boostlu_alpha is None:
             return cam
         return torch.where(cam > 0, self.boostlu_alpha * cam, cam)
 
-    def forward(self, images):
+    def head_input(self, images):
+        """What the head reads: the pooled features (B, C), or under BoostLU the feature map."""
+        return self.features(images) if self.boostlu_alpha is None else self.feature_map(images)
+
+    def logits(self, head_input):
+        """(B, K) logits from ``head_input`` (split from it so that the head can run in fp32)."""
         if self.boostlu_alpha is None:
-            return self.head(self.features(images))                     # (B, K) logits
-        return self.class_activation_map(images).mean(dim=(2, 3))
+            return self.head(head_input)
+        return self._boosted_cam(head_input).mean(dim=(2, 3))
+
+    def forward(self, images):
+        return self.logits(self.head_input(images))
 
 
 # The name kept for code that imports it.

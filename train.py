@@ -121,7 +121,7 @@ def training_net(module, cfg, device):
 
 
 def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
-                    prior=None, recorder=None, scaler=None):
+                    prior=None, recorder=None, scaler=None, training_prior=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
 
@@ -141,6 +141,7 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
         scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).
+        training_prior: a ``TrainingPrior`` that sees each batch's logits (CSL's prior model), or None.
     Returns:
         dict of epoch statistics (over the whole batches, the same in every process).
     """
@@ -170,6 +171,8 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step, first_bad_step)
         if recorder is not None:
             recorder.record_batch(epoch, idx, logits.detach(), batch_obs, modified)
+        if training_prior is not None:
+            training_prior.update(logits)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -222,53 +225,141 @@ def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
     return methods.get(cfg.mod_scheme).loss(logits, batch_obs, methods.Batch(cfg, epoch, estimate, prior))
 
 
+def fp32_logits(model, images, amp, device):
+    """(B, K) fp32 logits whatever ``amp`` is (SPEC 7): the backbone runs under --amp's autocast,
+    the head outside it on the pooled features cast to fp32. bf16 logits would keep 8 significant
+    bits, so that a class's scores fall on a few thousand values and their ties lower AP. In fp32
+    any module will do; reduced precision needs the model's ``head_input`` and ``logits``."""
+    if autocast_dtype(amp, device) is None:
+        return model(images)
+    with autocast(amp, device):
+        head_input = model.head_input(images)                # (B, C) or BoostLU's (B, C, h, w); bf16 under bf16
+    return model.logits(head_input.float())
+
+
 @torch.no_grad()
 def predict(model, loader, device, desc="eval", amp="none"):
     """(N, K) float32 logits of all the images of a ``make_loader(train=False)`` loader's dataset,
-    in dataset order: each process predicts its share and the shares are gathered (``amp``: as --amp)."""
+    in dataset order: each process predicts its share and the shares are gathered (``amp``: the
+    backbone's --amp; the head always runs in fp32, see ``fp32_logits``)."""
     model.eval()
-    with autocast(amp, device):
-        outputs = [model(to_device(images, device)).float() for images, _ in progress(loader, desc)]
+    outputs = [fp32_logits(model, to_device(images, device), amp, device) for images, _ in progress(loader, desc)]
     scores = torch.cat(outputs)
     if distributed.world_size() > 1:
         scores = distributed.gather_rows(scores, distributed.share_sizes(len(loader.dataset)))
     return scores.cpu().numpy()
 
 
-def estimate_class_prior(model, loader, device, amp="none"):
-    """CSL's model-based prior: the mean predicted probability of each class over a loader's images."""
-    return 1 / (1 + np.exp(-predict(model, loader, device, "class prior", amp).astype(np.float64))).mean(axis=0)
+class TrainingPrior:
+    """CSL's model prior (Ben-Baruch et al. 2022; their code's ComputePrior): the running mean of
+    sigmoid(logits) of every training batch, in training mode, over all the epochs run. Saved in
+    last.pt, so a resumed run averages the same batches."""
+
+    def __init__(self, num_classes, device):
+        self.sum = torch.zeros(num_classes, dtype=torch.float64, device=device)
+        self.count = 0
+
+    def update(self, logits):
+        """Add a batch's (B, K) fp32 training logits."""
+        self.sum += torch.sigmoid(logits.detach()).sum(dim=0, dtype=torch.float64)
+        self.count += len(logits)
+
+    def mean(self):
+        """(K,) float64 numpy priors in [0, 1]."""
+        return (self.sum / self.count).cpu().numpy()
+
+    def state_dict(self):
+        return {"sum": self.sum, "count": self.count}
+
+    def load_state_dict(self, state):
+        self.sum.copy_(state["sum"])
+        self.count = state["count"]
 
 
-def csl_prior(cfg, train_split, run_dir):
-    """The class priors of CSL's selective mode, from --csl_prior; saved in the run folder."""
-    if cfg.csl_prior == "annotations":
-        prior = losses.prior_from_annotations(train_split.labels_obs)
+CSL_PRIOR_RUN = "csl_prior_ignore"      # stage 1 of --csl_prior two_stage, inside the selective run's folder
+
+
+def csl_prior_file(cfg, resume):
+    """Where CSL's selective mode reads its class priors: --csl_prior FILE, or for two_stage the
+    CSL paper's procedure (Ben-Baruch et al. 2022): a temporary model trained in ignore
+    mode, whose running mean of training predictions (``TrainingPrior``) it saves. That model is
+    trained here first, in <run_dir>/csl_prior_ignore with the same settings, unless it finished
+    (--resume continues it, --overwrite retrains it). Returns the path, or 'annotations'."""
+    if cfg.csl_prior != "two_stage":
+        return cfg.csl_prior
+    stage1 = dataclasses.replace(cfg, csl_mode="ignore", save_path=cfg.run_dir, exp_name=CSL_PRIOR_RUN,
+                                 record_losses=False, record_labels_for=0)
+    finished = os.path.exists(os.path.join(stage1.run_dir, "results.json"))
+    if not finished or (cfg.overwrite and not resume):
+        print(f"CSL two-stage prior: training the ignore-mode prior model in {stage1.run_dir} first")
+        run(stage1, resume)
+    return os.path.join(stage1.run_dir, "class_prior_model.npy")
+
+
+def load_prior_file(path, num_classes):
+    """(K,) class priors from a .npy file, checked: K finite values in [0, 1]."""
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--csl_prior {path} is not a readable .npy file ({err}); pass a .npy of "
+                        f"{num_classes} class priors, e.g. the class_prior_model.npy of a --csl_mode ignore run, "
+                        f"or leave --csl_prior at two_stage") from err
+    if prior.shape != (num_classes,) or prior.dtype.kind not in "fiu":
+        raise UserError(f"--csl_prior {path} holds a {prior.dtype} array of shape {prior.shape}; expected "
+                        f"({num_classes},), one prior per class of this dataset in its class order (a "
+                        f"class_prior_model.npy from a run on another dataset does not fit)")
+    if not (np.isfinite(prior) & (prior >= 0) & (prior <= 1)).all():
+        raise UserError(f"--csl_prior {path}: its values range from {np.nanmin(prior)} to {np.nanmax(prior)} "
+                        f"(or are not finite); a class prior is a probability in [0, 1] (mean predicted "
+                        f"probabilities, not logits)")
+    return prior.astype(np.float64)
+
+
+def csl_prior(cfg, labels_obs, source, run_dir):
+    """The (K,) class priors of CSL's selective mode from ``source`` (``csl_prior_file``); saved in
+    the run folder as class_prior.npy.
+
+    Args:
+        labels_obs: (N, K) training labels in {-1, 0, +1}.
+        source: 'annotations' or a .npy path.
+    """
+    if source == "annotations":
+        if not (labels_obs == -1).any():
+            raise UserError(
+                f"--csl_prior annotations: the training labels have no observed negative (single-positive "
+                f"labels), so a class's prior from them is only the share of images where it is observed "
+                f"positive; these shares sum to at most 1 over the {labels_obs.shape[1]} classes, far below "
+                f"the true priors, and --prior_threshold {cfg.prior_threshold} is out of reach, so the "
+                f"selective mode's prior rule would do nothing. Use the CSL paper's prior instead: "
+                f"--csl_prior two_stage (the default; it trains an ignore-mode model first) or a .npy of "
+                f"class priors (--csl_prior FILE)")
+        prior = losses.prior_from_annotations(labels_obs)
     else:
-        prior = np.load(cfg.csl_prior)
-        if prior.shape != (train_split.labels_obs.shape[1],):
-            raise UserError(f"--csl_prior {cfg.csl_prior} has shape {prior.shape}; "
-                            f"expected ({train_split.labels_obs.shape[1]},)")
+        prior = load_prior_file(source, labels_obs.shape[1])
     if distributed.is_main():
         np.save(os.path.join(run_dir, "class_prior.npy"), prior)
     return prior
 
 
-def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none"):
+def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none", skip_without_positive=False):
     """mAP (percent) of the model on a split: on its full labels, or on its annotated entries
     where the truth is only partially known (OpenImages). With ``class_groups`` ((K,) int), also
-    the mAP of each group of classes, as ``map_G1``, ``map_G2``, ..."""
+    the mAP of each group of classes, as ``map_G1``, ``map_G2``, ... On partial labels a class
+    without an annotated entry is skipped; one with annotated entries but no annotated positive
+    scores AP 0 (upstream's compute_metrics_openimages, SPEC 7), or is skipped with
+    ``skip_without_positive`` (--ap_without_positive skip)."""
     scores = predict(model, loader, device, desc, amp)
     if split.labels is not None:
         ap = average_precision_per_class(split.labels, scores, device=device)
     else:
         ap = average_precision_per_class(split.labels_obs == 1, scores, annotated=split.labels_obs != 0,
-                                         device=device)
+                                         device=device, skip_without_positive=skip_without_positive)
     result = {"map": mean_ap(ap)}
     if result["map"] is None:
-        raise UserError(f"no class has an annotated positive in this split ({desc}): mAP is undefined")
+        raise UserError(f"no class has an annotated entry{' with a positive' if skip_without_positive else ''} "
+                        f"in this split ({desc}): mAP is undefined")
     for g in ([] if class_groups is None else np.unique(class_groups)):
-        result[f"map_G{g + 1}"] = mean_ap(ap[class_groups == g])    # None: no annotated positive
+        result[f"map_G{g + 1}"] = mean_ap(ap[class_groups == g])    # None: no class of the group scored
     return result
 
 
@@ -397,6 +488,11 @@ def run(cfg, resume=False):
     print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "
           f"test {len(splits['test'])} images; device {device}"
           + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
+    prior = None
+    if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
+        source = csl_prior_file(cfg, resume)        # two_stage: trains the prior model first
+        prior = torch.as_tensor(csl_prior(cfg, splits["train"].labels_obs, source, cfg.run_dir),
+                                dtype=torch.float32, device=device)
 
     seed_everything(cfg.seed)
     weights = ensure_demo_backbone() if cfg.weights == "demo" else cfg.weights     # cached by now: a path
@@ -414,9 +510,9 @@ def run(cfg, resume=False):
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
-    prior = None
-    if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
-        prior = torch.as_tensor(csl_prior(cfg, splits["train"], cfg.run_dir), dtype=torch.float32, device=device)
+    # CSL in any other mode is a prior model (stage 1 of two_stage): the mean of its training predictions.
+    training_prior = (TrainingPrior(num_classes, device)
+                      if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective" else None)
     shuffle = torch.Generator()
     loaders = {"train": make_loader(splits["train"], cfg, train=True, generator=shuffle),
                "val": make_loader(splits["val"], cfg, train=False),
@@ -432,7 +528,10 @@ def run(cfg, resume=False):
         if label_estimate is not None:
             label_estimate.load_state_dict(ckpt["label_estimate"])
         scaler.load_state_dict(ckpt["scaler"])
+        if training_prior is not None:
+            training_prior.load_state_dict(ckpt["training_prior"])
         state = ckpt["state"]
+        reconcile_best_checkpoint(best_path, state, ckpt["model"])
         print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
     config_path = os.path.join(cfg.run_dir, "config.json")
     if resume and os.path.exists(config_path):
@@ -479,7 +578,8 @@ def run(cfg, resume=False):
             cached_features = None
         record = {"epoch": epoch, "frozen_backbone": frozen}
         record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
-                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler))
+                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler,
+                                      training_prior))
         distributed.broadcast_buffers(model)
         if method.after_epoch is not None:          # APL: pseudo-labels from the model's predictions
             method.after_epoch(label_estimate, epoch, cfg, labels_obs, lambda: predict(
@@ -489,11 +589,11 @@ def run(cfg, resume=False):
         if method.writes_labels:
             record.update(correction_totals(state["history"] + [record]))
         record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val",
-                                     amp=cfg.amp)["map"]
+                                     amp=cfg.amp, skip_without_positive=cfg.ap_without_positive == "skip")["map"]
 
-        if record["val_map"] > state["best_map"]:
+        improved = record["val_map"] > state["best_map"]
+        if improved:
             state.update(best_map=record["val_map"], best_epoch=epoch)
-            save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
         stopped_early = state["best_map"] - record["val_map"] > cfg.early_stop_drop
         record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
         state["history"].append(record)
@@ -501,7 +601,12 @@ def run(cfg, resume=False):
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                      "labels_obs": labels_obs,
                      "label_estimate": None if label_estimate is None else label_estimate.state_dict(),
+                     "training_prior": None if training_prior is None else training_prior.state_dict(),
                      "state": state}, ckpt_path)
+        # After last.pt, which already names this epoch as the best and holds its weights: a kill
+        # before this write is repaired from last.pt on --resume (reconcile_best_checkpoint).
+        if improved:
+            save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
         if distributed.is_main():
             with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
                 log.write(json.dumps(record) + "\n")
@@ -511,9 +616,14 @@ def run(cfg, resume=False):
                   f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
 
     distributed.barrier()                           # best.pt is written by the main process
-    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+    best = torch.load(best_path, map_location=device, weights_only=True)
+    if best["epoch"] != state["best_epoch"]:        # reconcile_best_checkpoint makes this unreachable
+        raise UserError(f"{best_path} holds epoch {best['epoch']} but last.pt names epoch {state['best_epoch']} "
+                        f"as the best: the run folder is inconsistent; rerun with --overwrite")
+    model.load_state_dict(best["model"])
     test = evaluate(model, loaders["test"], splits["test"], device, "test",
-                    datasets.load_class_groups(cfg.data_dir, num_classes), cfg.amp)
+                    datasets.load_class_groups(cfg.data_dir, num_classes), cfg.amp,
+                    cfg.ap_without_positive == "skip")
     test_map = test["map"]
     results = {"test_map": test_map, **{f"test_{k}": v for k, v in test.items() if k != "map"},
                "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
@@ -522,12 +632,10 @@ def run(cfg, resume=False):
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
                "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
     results.update(per_class_results(model, loaders, splits, class_names, device, cfg.run_dir))
-    if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
-        # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
-        # on the training images, for a later --csl_mode selective --csl_prior run.
-        prior_model = estimate_class_prior(model, make_loader(splits["train"], cfg, train=False), device, cfg.amp)
+    if training_prior is not None:
+        # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
         if distributed.is_main():
-            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), prior_model)
+            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), training_prior.mean())
         results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
     save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
     print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "
@@ -549,6 +657,33 @@ def per_class_results(model, loaders, splits, class_names, device, run_dir):
     return {"test_per_class_ap": at_half.pop("per_class_ap"), "test_at_0.5": at_half,
             "test_at_val_f1": multilabel_metrics.threshold_report(
                 test_true, multilabel_metrics.probabilities(test_logits), class_names, thresholds, test_annotated)}
+
+
+def reconcile_best_checkpoint(best_path, state, last_model):
+    """On --resume: make best.pt hold the epoch that last.pt names as the best, or fail loudly.
+
+    Each epoch writes last.pt (the state naming the best epoch, and this epoch's weights) before
+    best.pt, so a kill between the two leaves best.pt one improvement behind, with the missing
+    weights in last.pt: they are written to best.pt here. Any other mismatch (files copied or
+    edited by hand) cannot be repaired and raises UserError.
+
+    Args:
+        best_path: the run's best.pt; state: last.pt's state dict; last_model: last.pt's weights.
+    """
+    if state["best_epoch"] == 0:
+        return
+    best_epoch = (torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]
+                  if os.path.exists(best_path) else 0)
+    if best_epoch == state["best_epoch"]:
+        return
+    if best_epoch < state["best_epoch"] == state["epoch"]:
+        print(f"best.pt holds epoch {best_epoch}, last.pt the best epoch {state['epoch']}: the run was stopped "
+              f"between the two writes; best.pt is rewritten from last.pt")
+        save_atomic({"model": last_model, "epoch": state["epoch"], "val_map": state["best_map"]}, best_path)
+        return
+    raise UserError(f"{best_path} holds epoch {best_epoch} but last.pt names epoch {state['best_epoch']} as the "
+                    f"best (after epoch {state['epoch']}): the run folder is inconsistent and cannot be resumed; "
+                    f"rerun with --overwrite")
 
 
 def format_epoch(record, state, num_epochs):

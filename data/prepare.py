@@ -662,6 +662,26 @@ def link_image_folders(dataset, root, out):
                   f"{target}", file=sys.stderr)
 
 
+def check_shipped_observed_labels(path, observed, num_pos, num_neg, seed, dataset):
+    """Stop if ROOT holds observed labels (Cole et al. ship formatted_{phase}_labels_obs.npy with
+    NUS-WIDE) that differ from the regenerated ones, before anything is written: with ROOT == OUT
+    they would be overwritten, and otherwise the runs would not train on the labels Cole et al.'s
+    numbers came from."""
+    if not os.path.isfile(path):
+        return
+    shipped = _load_npy(path, dataset)
+    if shipped.shape != observed.shape or not np.array_equal(shipped, observed):
+        differ = (f"shape {shipped.shape}, regenerated {observed.shape}" if shipped.shape != observed.shape
+                  else f"{int((shipped != observed).sum())} of {observed.size} entries differ")
+        raise PreparationError(
+            f"{path} (shipped observed labels) differs from the labels regenerated with --num_pos {num_pos} "
+            f"--num_neg {num_neg} --seed {seed} ({differ}); nothing was written, and the shipped file is left "
+            f"as it is. With the defaults (1, 0, 1200) Cole et al.'s files are reproduced bit for bit, so a "
+            f"difference means other label matrices or image lists than theirs, or other flags: use the "
+            f"files of one download together, or move {os.path.basename(path)} out of the folder to "
+            f"generate new observed labels")
+
+
 def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_images=False,
             openimages_eval_split="validation"):
     """Format ``dataset`` from the raw release in ``root`` into ``out`` (data/README.md)."""
@@ -691,6 +711,12 @@ def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_im
             raise PreparationError(f"no {phase} image left for {dataset} in {root}: "
                                    f"{_hint(dataset)}")
 
+    observed = {phase: generate_observed_labels(split["labels"], num_pos=num_pos, num_neg=num_neg, seed=seed)
+                for phase, split in splits.items() if "entries" not in split}
+    for phase in observed:
+        check_shipped_observed_labels(os.path.join(root, f"formatted_{phase}_labels_obs.npy"), observed[phase],
+                                      num_pos, num_neg, seed, dataset)
+
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "class_names.json"), "w") as f:
         json.dump(class_names, f)
@@ -706,10 +732,11 @@ def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_im
             num_known = len(split["entries"][0])
         else:
             np.save(path("labels.npy"), split["labels"].astype(np.float32))
-            # float32 as Cole et al.'s files; the values are -1/0/+1.
-            observed = generate_observed_labels(split["labels"], num_pos=num_pos, num_neg=num_neg,
-                                                seed=seed)
-            np.save(path("labels_obs.npy"), observed.astype(np.float32))
+            # float32 as Cole et al.'s files; the values are -1/0/+1. A shipped file equals them (checked)
+            # and is left untouched where OUT is ROOT.
+            shipped = os.path.join(root, f"formatted_{phase}_labels_obs.npy")
+            if not (os.path.isfile(shipped) and os.path.samefile(shipped, os.path.join(out, os.path.basename(shipped)))):
+                np.save(path("labels_obs.npy"), observed[phase].astype(np.float32))
             num_known = int(split["labels"].sum())
         if "boxes" in split:
             with open(path("boxes.json"), "w") as f:

@@ -103,7 +103,7 @@ def command(run, opts, passthrough=()):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={opts.nproc_per_node}"]
                 if opts.nproc_per_node > 1 else [sys.executable])
     return [*launcher, MAIN, "--dataset", run.dataset, "--data_dir", os.path.join(opts.data_dir, run.dataset),
-            "--save_path", opts.save_path, "--exp_name", run.name, *run.args, *demo, *passthrough]
+            "--save_path", opts.save_path, "--exp_name", run.name, *run.args, "--amp", "none", *demo, *passthrough]
 
 
 def run_state(run, opts):

@@ -26,7 +26,29 @@ UNANN = {(0, 1): -1.0, (0, 2): 0.5, (1, 0): 0.0, (1, 2): -2.0}
 
 
 def loss(**kwargs):
-    return partial_selective_loss(LOGITS, OBS, **kwargs)
+    """The loss divided by B*K = 6 (reduction mean), as the expectations below are written."""
+    return partial_selective_loss(LOGITS, OBS, **{"reduction": "mean", **kwargs})
+
+
+def test_default_reduction_is_the_csl_codes_sum():
+    value, _ = partial_selective_loss(LOGITS, OBS, mode="negative", gamma_pos=0, gamma_neg=0, gamma_unann=0)
+    assert value.item() == pytest.approx(POS + NEG + sum(softplus(x) for x in UNANN.values()), rel=1e-6)
+    with pytest.raises(ValueError):
+        partial_selective_loss(LOGITS, OBS, reduction="max")
+
+
+def test_selective_with_a_high_prior_class_and_top_k_worked_by_hand():
+    """Prior 0.9 > 0.5 ignores class 2's unannotated (0,2) and (1,2). Top-k 1 * B = 2 ranks all four
+    unannotated entries by p, as the CSL code does (prior-ignored ones included): (0,2) p = 0.62 and
+    (1,0) p = 0.5, so (0,1) p = 0.27 is the only unannotated negative left. With the default focusing
+    (gamma_pos 0, gamma_neg 1, gamma_unann 4) the summed loss is
+        softplus(-2) + softplus(3) * sigmoid(3) + softplus(-1) * sigmoid(-1)^4."""
+    prior = torch.tensor([0.1, 0.2, 0.9])
+    value, ignored = partial_selective_loss(LOGITS, OBS, mode="selective", prior=prior, prior_threshold=0.5,
+                                            likelihood_topk=1)
+    assert torch.equal(ignored, torch.tensor([[False, False, True], [True, False, True]]))
+    expected = softplus(-2.0) + softplus(3.0) * sigmoid(3.0) + softplus(-1.0) * sigmoid(-1.0) ** 4
+    assert value.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_negative_mode_without_focusing_is_assume_negative_bce():
@@ -77,16 +99,17 @@ def test_prior_from_annotations():
     np.testing.assert_allclose(prior_from_annotations(obs), [0.5, 0.0, 1 / 3])
 
 
-def test_model_prior_is_the_mean_predicted_probability():
-    """A model whose logits are logit(q_k) for every image estimates the prior q exactly."""
+def test_training_prior_is_the_running_mean_over_all_training_batches():
+    """As the CSL code's ComputePrior: every row of every batch counts once, over the epochs.
+    Batches of 2 rows at p = (0.5, 0.2) and 1 row at p = (0.8, 0.2): (2 * 0.5 + 0.8) / 3 = 0.6."""
     import train
-    q = torch.tensor([0.1, 0.5, 0.8])
-
-    class Constant(torch.nn.Module):
-        def forward(self, images):
-            return torch.logit(q).expand(len(images), -1)
-    loader = [(torch.zeros(4, 3, 2, 2), torch.arange(4)), (torch.zeros(3, 3, 2, 2), torch.arange(3))]
-    np.testing.assert_allclose(train.estimate_class_prior(Constant(), loader, "cpu"), q.numpy(), rtol=1e-6)
+    prior = train.TrainingPrior(2, "cpu")
+    prior.update(torch.logit(torch.tensor([[0.5, 0.2], [0.5, 0.2]])))
+    prior.update(torch.logit(torch.tensor([[0.8, 0.2]])))
+    np.testing.assert_allclose(prior.mean(), [0.6, 0.2], rtol=1e-6)
+    resumed = train.TrainingPrior(2, "cpu")
+    resumed.load_state_dict(prior.state_dict())
+    np.testing.assert_allclose(resumed.mean(), [0.6, 0.2], rtol=1e-6)
 
 
 def test_csl_through_the_cli_saves_and_reuses_priors(demo_args, tmp_path, capsys):
@@ -105,3 +128,24 @@ def test_csl_through_the_cli_saves_and_reuses_priors(demo_args, tmp_path, capsys
     assert main.main(demo_args("--mod_scheme", "CSL", "--csl_prior", str(tmp_path / "bad.npy"),
                                "--exp_name", "bad")) == 2
     assert "expected (12,)" in capsys.readouterr().err
+    np.save(tmp_path / "logits.npy", np.linspace(-2, 2, 12))
+    assert main.main(demo_args("--mod_scheme", "CSL", "--csl_prior", str(tmp_path / "logits.npy"),
+                               "--exp_name", "bad2")) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+
+
+def test_annotation_priors_without_observed_negatives_are_refused(demo_args, capsys):
+    import main
+    assert main.main(demo_args("--mod_scheme", "CSL", "--csl_prior", "annotations", "--num_epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert "no observed negative" in err and "two_stage" in err
+
+
+def test_two_stage_prior_trains_the_ignore_model_first(demo_args, tmp_path):
+    import main
+    assert main.main(demo_args("--mod_scheme", "CSL", "--num_epochs", "1", "--exp_name", "sel")) == 0
+    stage1 = tmp_path / "sel" / "csl_prior_ignore"
+    assert json.loads((stage1 / "config.json").read_text())["csl_mode"] == "ignore"
+    prior = np.load(stage1 / "class_prior_model.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "sel" / "class_prior.npy"), prior)
+    assert json.loads((tmp_path / "sel" / "config.json").read_text())["csl_mode"] == "selective"

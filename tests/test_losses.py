@@ -35,16 +35,14 @@ def test_rate_schedule_in_percent_per_epoch():
 
 
 def test_k_from_epoch_does_not_drift():
-    # SPEC 4: delta 0.5 %, epoch 6, B=16, K=20: k = ceil(320 * 0.025) = 8.
-    assert num_to_modify(16, 20, modification_rate(6, "LL-R", 0.5)) == 8
-    # Upstream's repeated subtraction drifts to 9 here.
-    clean_rate = 1.0
-    for _ in range(5):
-        clean_rate -= 0.5 / 100
-    assert math.ceil(16 * 20 * (1 - clean_rate)) == 9
+    # SPEC 4: delta 0.5 %, B=16, K=20: k = ceil(320 * (t - 1) * 0.005) = ceil(1.6 * (t - 1)), by hand:
+    # 0, ceil 1.6, 3.2, 4.8, 6.4, 8.0, 9.6, 11.2, 12.8, 14.4 for t = 1..10. Epoch 6 is 8, where
+    # upstream's repeated subtraction of the rate drifts to 9.
+    expected = [0, 2, 4, 5, 7, 8, 10, 12, 13, 15]
+    assert [num_to_modify(16, 20, modification_rate(t, "LL-R", 0.5)) for t in range(1, 11)] == expected
     # The last, smaller batch has its own k: ceil(5 * 20 * 0.025) = 3.
     assert num_to_modify(5, 20, modification_rate(6, "LL-R", 0.5)) == 3
-    assert num_to_modify(16, 80, modification_rate(3, "LL-Ct", 0.2)) == math.ceil(1280 * 0.004)  # 6
+    assert num_to_modify(16, 80, modification_rate(3, "LL-Ct", 0.2)) == 6     # ceil(1280 * 0.004 = 5.12)
 
 
 @pytest.mark.parametrize("scheme", ["AN", "LL-R", "LL-Ct", "LL-Cp"])

@@ -57,21 +57,66 @@ def test_hand_computed_ap_and_class_without_positives():
 
 
 @pytest.mark.parametrize("chunk_size", [4, 32])
-def test_partial_labels_use_annotated_entries_only(chunk_size):
+def test_partial_labels_use_annotated_entries_only_skip_rule(chunk_size):
     y_true, y_score = scores_with_ties(np.float32, seed=1)
     annotated = np.random.RandomState(1).rand(*y_true.shape) < 0.5
     annotated[:4, 4] = True                             # the infinities of column 4 stay in
-    annotated[:, 5] &= ~y_true[:, 5]                    # class 5: no annotated positive -> skipped
+    annotated[:, 5] &= ~y_true[:, 5]                    # class 5: no annotated positive -> skipped (skip rule)
     annotated[:, 8:] &= ~y_true[:, 8:]                  # a whole chunk without one (chunk_size 4)
     y_score[y_true & ~annotated] = np.inf               # unannotated positives ranked first: no effect
     scored = [k for k in range(y_true.shape[1]) if (y_true & annotated)[:, k].any()]
     expected = [average_precision_score(y_true[annotated[:, k], k], finite(y_score[annotated[:, k], k]))
                 for k in scored]
-    ap = average_precision_per_class(y_true, y_score, annotated, chunk_size=chunk_size)
+    ap = average_precision_per_class(y_true, y_score, annotated, chunk_size=chunk_size, skip_without_positive=True)
     np.testing.assert_allclose(ap[scored], expected, rtol=0, atol=1e-9)
     assert np.isnan(np.delete(ap, scored)).all() and len(scored) == 6
-    assert mean_average_precision(y_true, y_score, annotated) == pytest.approx(100 * np.mean(expected), abs=1e-9)
-    assert mean_average_precision(y_true[:, 5:6], y_score[:, 5:6], annotated[:, 5:6]) is None
+    assert mean_average_precision(y_true, y_score, annotated, skip_without_positive=True) == pytest.approx(
+        100 * np.mean(expected), abs=1e-9)
+    assert mean_average_precision(y_true[:, 5:6], y_score[:, 5:6], annotated[:, 5:6], skip_without_positive=True) is None
+    # The upstream rule: the same APs, and 0 for every class with annotated entries but no annotated positive.
+    upstream = average_precision_per_class(y_true, y_score, annotated, chunk_size=chunk_size)
+    np.testing.assert_allclose(upstream[scored], expected, rtol=0, atol=1e-9)
+    assert (np.delete(upstream, scored) == 0).all()
+
+
+# OpenImages-like partial test labels, worked by hand: +1 positive, -1 negative, 0 unannotated.
+# Class 0: annotated rows 0-3 = P N P N, scores 0.9 0.8 0.3 0.1 (row 4, unannotated, scores 0.95);
+#   ranked: P (precision 1/1), N, P (2/3), N -> AP (1 + 2/3) / 2 = 5/6.
+# Class 1: annotated negatives only (rows 0, 1) -> AP 0, counted (upstream's compute_metrics_openimages).
+# Class 2: no annotated entry -> skipped by both rules.
+OI_OBS = np.array([[1, -1, 0], [-1, -1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 0]])
+OI_SCORES = np.array([[0.9, 0.2, 0.5], [0.8, 0.7, 0.5], [0.3, 0.1, 0.5], [0.1, 0.4, 0.5], [0.95, 0.6, 0.5]],
+                     dtype=np.float32)
+
+
+def test_openimages_rule_on_a_negatives_only_and_an_unannotated_class():
+    ap = average_precision_per_class(OI_OBS == 1, OI_SCORES, annotated=OI_OBS != 0)
+    np.testing.assert_allclose(ap[:2], [5 / 6, 0.0], rtol=0, atol=1e-12)
+    assert np.isnan(ap[2])
+    assert average_precision_score([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1]) == pytest.approx(5 / 6)
+    assert mean_average_precision(OI_OBS == 1, OI_SCORES, OI_OBS != 0) == pytest.approx(100 * (5 / 6 + 0) / 2)
+    assert mean_average_precision(OI_OBS == 1, OI_SCORES, OI_OBS != 0, skip_without_positive=True) == pytest.approx(
+        100 * 5 / 6)
+
+
+def test_openimages_rule_in_evaluate_and_its_groups():
+    """train.evaluate's mAP and per-group means (groups G1 = {class 0}, G2 = {classes 1, 2})."""
+    import types
+
+    import torch
+
+    import train
+
+    class Scores(torch.nn.Module):            # "images" are the scores
+        def forward(self, images):
+            return images
+    split = types.SimpleNamespace(labels=None, labels_obs=OI_OBS)
+    loader = [(torch.from_numpy(OI_SCORES[:3]), None), (torch.from_numpy(OI_SCORES[3:]), None)]
+    groups = np.array([0, 1, 1])
+    upstream = train.evaluate(Scores(), loader, split, "cpu", class_groups=groups)
+    assert upstream == pytest.approx({"map": 100 * 5 / 12, "map_G1": 100 * 5 / 6, "map_G2": 0.0})
+    skip = train.evaluate(Scores(), loader, split, "cpu", class_groups=groups, skip_without_positive=True)
+    assert skip["map"] == pytest.approx(100 * 5 / 6) and skip["map_G2"] is None
 
 
 def test_shape_mismatch_and_nan_are_errors():

@@ -15,9 +15,6 @@ _spec = importlib.util.spec_from_file_location("prepare", REPO / "data" / "prepa
 prepare = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(prepare)
 
-from datasets import generate_observed_labels  # noqa: E402  (prepare put the repo on sys.path)
-
-
 def write_image(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (4, 3), (120, 30, 200)).save(path)
@@ -115,10 +112,11 @@ def test_pascal(voc_root, tmp_path):
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]]))
     obs = load(out, "train", "labels_obs")
     assert obs.dtype == np.float32
-    np.testing.assert_array_equal(obs[[0, 2]], train[[0, 2]])   # one positive: it is observed
-    assert sorted(obs[1].tolist()).count(1) == 1 and obs[1, [1, 14]].sum() == 1
-    assert (obs >= 0).all()                                      # num_neg 0: no observed negative
-    np.testing.assert_array_equal(obs, generate_observed_labels(train, 1, 0, 1200))
+    # Cole et al.'s generator (SPEC 2) by hand: RandomState(1200); row 0's one positive is kept (its
+    # shuffle draws nothing), the shuffle of its 19 negatives draws 18 numbers; row 1's shuffle of
+    # [1, 14] then puts 14 first, so person (14) is observed, not bicycle (1); row 2 keeps its one.
+    # num_neg 0: no observed negative.
+    np.testing.assert_array_equal(obs, one_hot_rows(20, [[0], [14], [19]]))
 
     # The val set has only a dog: every other column, cat (difficult) included, is 0.
     assert load(out, "val", "images").tolist() == ["2009_000001.jpg"]
@@ -263,13 +261,40 @@ def test_nuswide_in_place(tmp_path):
     assert train.dtype == np.float32
     np.testing.assert_array_equal(train, labels)
     obs = load(root, "train", "labels_obs")
-    np.testing.assert_array_equal(obs[0], one_hot_rows(81, [[0]])[0])
-    np.testing.assert_array_equal(obs[2], np.zeros(81))      # kept, with no observed label
-    assert obs[1, [2, 5]].sum() == 1 and obs.sum() == 2
+    # Row 1 keeps 5 of [2, 5] (Cole et al.'s generator by hand: see the next test); row 2 is kept,
+    # with no observed label.
+    np.testing.assert_array_equal(obs, one_hot_rows(81, [[0], [5], []]))
     np.testing.assert_array_equal(load(root, "val", "labels_obs"), one_hot_rows(81, [[80]]))
     names = json.loads((root / "class_names.json").read_text())
     assert len(names) == 81 and names[:3] == ["airport", "animal", "beach"] and names[80] == "zebra"
     assert not (root / "Flickr").is_symlink()
+
+
+def test_nuswide_shipped_observed_labels_are_checked_not_overwritten(tmp_path):
+    """Cole et al.'s formatted_train_labels_obs.npy in ROOT == OUT: equal to the regenerated labels
+    (row 1 keeps class 5: RandomState(1200), row 0's 80 negatives' shuffle draws 79 numbers, then the
+    shuffle of [2, 5] puts 5 first), it is accepted and left byte for byte as it was."""
+    root = tmp_path / "nuswide"
+    labels = one_hot_rows(81, [[0], [2, 5], []]).astype(np.float64)
+    nuswide_release(root, labels)
+    np.save(root / "formatted_train_labels_obs.npy", one_hot_rows(81, [[0], [5], []]).astype(np.float64))
+    before = (root / "formatted_train_labels_obs.npy").read_bytes()
+    run("--dataset", "nuswide", "--root", root, "--out", root)
+    assert (root / "formatted_train_labels_obs.npy").read_bytes() == before         # float64, not rewritten
+    np.testing.assert_array_equal(load(root, "val", "labels_obs"), one_hot_rows(81, [[80]]))
+
+
+def test_nuswide_shipped_observed_labels_that_differ_stop_preparation(tmp_path, capsys):
+    root = tmp_path / "nuswide"
+    nuswide_release(root, one_hot_rows(81, [[0], [2, 5], []]).astype(np.float64))
+    shipped = one_hot_rows(81, [[0], [2], []])                    # class 2 where regeneration gives 5
+    np.save(root / "formatted_train_labels_obs.npy", shipped)
+    labels_before = (root / "formatted_train_labels.npy").read_bytes()
+    err = fails_with(capsys, "--dataset", "nuswide", "--root", root, "--out", root)
+    assert "formatted_train_labels_obs.npy" in err and "2 of 243 entries differ" in err and "nothing was written" in err
+    np.testing.assert_array_equal(np.load(root / "formatted_train_labels_obs.npy"), shipped)
+    assert (root / "formatted_train_labels.npy").read_bytes() == labels_before
+    assert not (root / "class_names.json").exists()
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -468,8 +493,9 @@ def test_prepared_openimages_trains_through_the_cli(oi_root, tmp_path):
                       "--exp_name", "oi", "--arch", "resnet18", "--weights", "none", "--image_size", "32",
                       "--num_workers", "0", "--num_epochs", "1", "--mod_scheme", "LL-R", "--delta_rel", "5"]) == 0
     results = json.loads((tmp_path / "runs" / "oi" / "results.json").read_text())
-    # The single test image has one annotated positive (c9, group G5): its AP is 1 whatever the score.
-    assert results["test_map"] == 100.0 and results["test_map_G5"] == 100.0
+    # The single test image has one annotated positive (c9, group G5): its AP is 1 whatever the score;
+    # and one annotated negative (c2, G3): AP 0, counted as upstream (SPEC 7). G1 has no annotated entry.
+    assert results["test_map"] == 50.0 and results["test_map_G5"] == 100.0 and results["test_map_G3"] == 0.0
     assert results["test_map_G1"] is None
 
 

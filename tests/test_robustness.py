@@ -55,6 +55,60 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny):
 
 
 
+class Killed(Exception):
+    """Stands for a kill at one moment of the run."""
+
+
+def test_kill_between_last_and_best_checkpoint_resumes_consistently(demo_args, tmp_path, monkeypatch, capsys):
+    """Epoch 2 improves (scripted val mAPs 50, 60, 55); the run dies after last.pt and before best.pt
+    of epoch 2. On --resume, best.pt, last.pt and results.json agree on epoch 2, with its weights."""
+    from config import build_config, get_args_parser
+    val_maps = iter([50.0, 60.0, 55.0])
+    tested = []
+
+    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
+                          skip_without_positive=False):
+        if desc == "test":
+            tested.append(model.head.bias.detach().clone())
+            return {"map": 42.0}
+        return {"map": next(val_maps)}
+
+    real_save = train.save_atomic
+    last_weights = {}
+
+    def dying_save(obj, path):
+        if path.endswith("best.pt") and obj["epoch"] == 2:
+            raise Killed
+        if path.endswith("last.pt"):
+            last_weights[obj["state"]["epoch"]] = obj["model"]["head.bias"].clone()
+        real_save(obj, path)
+
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    monkeypatch.setattr(train, "save_atomic", dying_save)
+    cfg = build_config(get_args_parser().parse_args(demo_args("--num_epochs", "3", "--exp_name", "k")))
+    with pytest.raises(Killed):
+        train.run(cfg)
+    assert torch.load(tmp_path / "k" / "best.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train, "save_atomic", real_save)
+    results = train.run(cfg, resume=True)
+    assert "rewritten from last.pt" in capsys.readouterr().out
+    best = torch.load(tmp_path / "k" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "k" / "last.pt", weights_only=True)
+    assert results["best_epoch"] == best["epoch"] == last["state"]["best_epoch"] == 2
+    assert json.loads((tmp_path / "k" / "results.json").read_text())["best_epoch"] == 2
+    assert torch.equal(best["model"]["head.bias"], last_weights[2]) and torch.equal(tested[0], last_weights[2])
+
+
+def test_best_checkpoint_of_another_epoch_is_refused(demo_args, tmp_path, capsys):
+    assert main.main(demo_args("--num_epochs", "1", "--exp_name", "b")) == 0
+    os.remove(tmp_path / "b" / "results.json")                   # pretend it was interrupted
+    best = torch.load(tmp_path / "b" / "best.pt", weights_only=True)
+    torch.save({**best, "epoch": 3}, tmp_path / "b" / "best.pt")  # not the epoch last.pt names
+    assert main.main(demo_args("--num_epochs", "1", "--exp_name", "b", "--resume")) == 2
+    assert "inconsistent" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "results.json").exists()
+
+
 def test_resume_with_other_settings_is_refused(demo_args, tmp_path, capsys):
     assert main.main(demo_args("--num_epochs", "2", "--exp_name", "r", "--num_epochs", "1")) == 0
     os.remove(tmp_path / "r" / "results.json")                   # pretend it was interrupted
@@ -105,14 +159,15 @@ def test_missing_image_is_named_before_training(tmp_path, tiny, capsys):
 
 
 def test_partial_test_labels_and_class_groups(monkeypatch):
-    """OpenImages: AP over annotated entries only, classes without one skipped, mAP per group."""
+    """OpenImages with --ap_without_positive skip: AP over annotated entries only, classes without an
+    annotated positive skipped, mAP per group (the default rule: tests/test_metrics.py)."""
     rng = np.random.RandomState(0)
     obs = rng.choice([-1, 0, 1], size=(60, 4), p=[0.4, 0.4, 0.2]).astype(np.int8)
     obs[:, 3] = np.where(obs[:, 3] == 1, 0, obs[:, 3])            # class 3: no annotated positive
     scores = rng.randn(60, 4).astype(np.float32)
     monkeypatch.setattr(train, "predict", lambda *args, **kwargs: scores)
     split = Split(np.array([""] * 60), None, obs)
-    result = train.evaluate(None, None, split, "cpu", class_groups=np.array([0, 0, 1, 1]))
+    result = train.evaluate(None, None, split, "cpu", class_groups=np.array([0, 0, 1, 1]), skip_without_positive=True)
 
     def ap(k):
         keep = obs[:, k] != 0

@@ -82,7 +82,8 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
     seen_test_weights = []
 
-    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none"):
+    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
+                          skip_without_positive=False):
         if desc == "test":
             seen_test_weights.append(model.head.bias.detach().clone())
             return {"map": 42.0}
@@ -137,7 +138,50 @@ def test_bf16_autocast_keeps_the_loss_and_the_modified_entries():
     assert int((modified32 ^ modified16).sum()) <= 4
 
 
+def test_scores_under_bf16_autocast_are_fp32_not_quantised():
+    """train.predict with --amp bf16: the backbone runs in bf16, but the scores are the fp32 head on
+    its features: not on bf16's grid (8 significant bits), and equal to a float64 head on the same
+    features within the fp32 rounding bound of a dot product of C terms, gamma_{C+1} * sum |w_i f_i| + |b|."""
+    torch.manual_seed(0)
+    model = train.build_model("resnet18", 3, "none")
+    images = torch.randn(24, 3, 32, 32)
+    loader = [(images[:16], torch.arange(16)), (images[16:], torch.arange(16, 24))]
+    scores = torch.from_numpy(train.predict(model, loader, "cpu", amp="bf16"))       # (24, 3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = torch.cat([model.features(x) for x, _ in loader])
+        bf16_logits = model(images)                     # what the whole model under autocast gives
+    assert features.dtype == bf16_logits.dtype == torch.bfloat16 and scores.dtype == torch.float32
+    # bf16 logits lie on bf16's grid; fp32 scores almost never do (2^-16 chance each).
+    assert torch.equal(bf16_logits.float(), bf16_logits.float().bfloat16().float())
+    assert (scores == scores.bfloat16().float()).sum() <= 1
+    assert len(torch.unique(scores)) == scores.numel()
+    w, b = model.head.weight.detach().double(), model.head.bias.detach().double()
+    f = features.double()
+    expected = f @ w.T + b
+    u = 2.0 ** -24                                      # fp32 unit roundoff
+    n = f.shape[1] + 1
+    bound = n * u / (1 - n * u) * (f.abs() @ w.abs().T + b.abs())
+    assert ((scores.double() - expected).abs() <= bound).all()
+
+
 def test_amp_auto_is_bf16_on_cuda_and_off_on_the_cpu():
     assert train.autocast_dtype("auto", "cpu") is None
     assert train.autocast_dtype("auto", "cuda") == torch.bfloat16
     assert train.autocast_dtype("fp16", "cpu") == torch.float16
+
+
+def test_boostlu_scores_under_bf16_autocast_are_the_boosted_fp32_head():
+    """BoostLU's head reads the feature map, so its fp32 scores are the boosted CAM's mean computed
+    in float64 from the bf16 feature map, not the plain head on pooled features."""
+    torch.manual_seed(0)
+    model = train.build_model("resnet18", 3, "none", boostlu_alpha=5.0)
+    images = torch.randn(8, 3, 32, 32)
+    scores = torch.from_numpy(train.predict(model, [(images, torch.arange(8))], "cpu", amp="bf16")).double()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fmap = model.feature_map(images)
+    cam = torch.einsum("kc,bchw->bkhw", model.head.weight.detach().double(), fmap.double())
+    cam = cam + model.head.bias.detach().double()[None, :, None, None]
+    expected = torch.where(cam > 0, 5.0 * cam, cam).mean(dim=(2, 3))
+    plain = fmap.double().mean(dim=(2, 3)) @ model.head.weight.detach().double().T + model.head.bias.detach().double()
+    assert torch.allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scores, plain, rtol=1e-3, atol=1e-3)

@@ -96,16 +96,31 @@ def git_state():
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def build_optimizer(model, cfg, label_estimate=None):
-    """Backbone at lr, linear head at lr * lr_mult (upstream's two parameter groups); ROLE's label
-    estimate at lr * lr_mult too (Cole et al.: 10x), without weight decay, since it holds labels."""
-    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
-              {"params": model.head.parameters(), "lr": cfg.lr * cfg.lr_mult}]
+def optimizer_groups(model, cfg, label_estimate=None, linear_phase=False):
+    """The parameter groups and their lrs. The backbone at lr, the linear head at ``cfg.head_lr``
+    (lr * lr_mult under the LL protocol, as upstream; lr under Cole et al.'s). ROLE's label estimate
+    at lr * lr_mult under both (Cole et al.: 10x), without weight decay, since it holds labels.
+    In Cole et al.'s separate linear phase (``linear_phase``) only the head trains, at
+    --linear_init_lr, and the estimate at lr_mult times that, as their linear run's lr."""
+    if linear_phase:
+        groups = [{"params": model.head.parameters(), "lr": cfg.linear_init_lr}]
+        estimate_lr = cfg.linear_init_lr * cfg.lr_mult
+    else:
+        groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
+                  {"params": model.head.parameters(), "lr": cfg.head_lr}]
+        estimate_lr = cfg.lr * cfg.lr_mult
     if label_estimate is not None:
-        groups.append({"params": label_estimate.parameters(), "lr": cfg.lr * cfg.lr_mult, "weight_decay": 0.0})
+        groups.append({"params": label_estimate.parameters(), "lr": estimate_lr, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model, cfg, label_estimate=None, linear_phase=False):
+    """The run's optimizer over ``optimizer_groups``: SGD with upstream's momentum 0.9 and weight
+    decay 1e-3, or Adam without weight decay (the only optimizer of Cole et al.'s protocol)."""
+    groups = optimizer_groups(model, cfg, label_estimate, linear_phase)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=1e-3)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=0.9, weight_decay=1e-3)
+    return torch.optim.Adam(groups, lr=groups[0]["lr"])
 
 
 def training_net(module, cfg, device):
@@ -299,7 +314,7 @@ def prepare_run_dir(cfg, resume):
     if not distributed.is_main():     # the checks above fail or pass in every process alike
         return
     if cfg.overwrite and not resume:
-        for name in ("results.json", "last.pt", "best.pt", "log.jsonl",
+        for name in ("results.json", "last.pt", "best.pt", "best_linear.pt", "log.jsonl",
                      "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
             if os.path.exists(os.path.join(cfg.run_dir, name)):
                 os.remove(os.path.join(cfg.run_dir, name))
@@ -407,7 +422,6 @@ def run(cfg, resume=False):
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
     label_estimate = (losses.LabelEstimate(splits["train"].labels_obs).to(device)
                       if cfg.mod_scheme == "ROLE" else None)
-    optimizer = build_optimizer(model, cfg, label_estimate)
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
@@ -420,9 +434,14 @@ def run(cfg, resume=False):
                "test": make_loader(splits["test"], cfg, train=False)}
 
     ckpt_path, best_path = (os.path.join(cfg.run_dir, n) for n in ("last.pt", "best.pt"))
+    linear_best_path = os.path.join(cfg.run_dir, "best_linear.pt")
     state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
-    if resume and os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    ckpt = (torch.load(ckpt_path, map_location=device, weights_only=True)
+            if resume and os.path.exists(ckpt_path) else None)
+    # The optimizer of the phase that wrote the checkpoint (Cole et al.'s LinearInit has two).
+    optimizer = build_optimizer(model, cfg, label_estimate,
+                                cfg.linear_phase(max(ckpt["state"]["epoch"], 1) if ckpt else 1))
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         labels_obs.copy_(ckpt["labels_obs"])
@@ -454,11 +473,26 @@ def run(cfg, resume=False):
 
     stopped_early = any(r.get("early_stop") for r in state["history"])
     cached_features = None    # LinearInit's frozen phase: the backbone's features, computed once
+    # Cole et al.'s linear phase draws batches of --linear_init_bsize (the image loader's are --bsize).
+    linear_batches = (datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(splits["train"]), shuffle),
+                                              cfg.linear_init_bsize, distributed.rank(), distributed.world_size())
+                      if cfg.separate_linear_phase else loaders["train"].batch_sampler)
     net, net_frozen = None, None
     start = time.time()
-    for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
+    for epoch in range(state["epoch"] + 1, cfg.total_epochs + 1):
         if stopped_early:
             break
+        if cfg.separate_linear_phase and epoch == cfg.linear_init_epochs + 1:
+            # Cole et al. fine-tune from the linear phase's best epoch (head and ROLE's estimate) as a new
+            # run: a fresh optimizer, and model selection over the fine-tuning epochs only.
+            best_linear = torch.load(linear_best_path, map_location=device, weights_only=True)
+            model.load_state_dict(best_linear["model"])
+            if label_estimate is not None:
+                label_estimate.load_state_dict(best_linear["label_estimate"])
+            optimizer = build_optimizer(model, cfg, label_estimate)
+            state.update(linear_best_map=state["best_map"], linear_best_epoch=state["best_epoch"],
+                         best_map=-math.inf, best_epoch=0)
+            net = None
         epoch_start = time.time()
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -468,12 +502,16 @@ def run(cfg, resume=False):
             net, net_frozen = training_net(model.head if frozen else model, cfg, device), frozen
         if frozen and cached_features is None:
             cached_features = CachedFeatureBatches(cache_backbone_features(model, splits["train"], cfg, device),
-                                                   loaders["train"].batch_sampler)
+                                                   linear_batches)
         if not frozen:
             cached_features = None
+        linear_phase = cfg.linear_phase(epoch)
         record = {"epoch": epoch, "frozen_backbone": frozen}
+        if cfg.separate_linear_phase:
+            record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
         record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
-                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler))
+                                      labels_true, cfg, cfg.phase_epoch(epoch), device, label_estimate, prior,
+                                      recorder, scaler))
         distributed.broadcast_buffers(model)
         if recorder is not None:
             recorder.flush()
@@ -484,8 +522,15 @@ def run(cfg, resume=False):
 
         if record["val_map"] > state["best_map"]:
             state.update(best_map=record["val_map"], best_epoch=epoch)
-            save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
-        stopped_early = state["best_map"] - record["val_map"] > cfg.early_stop_drop
+            if linear_phase:
+                save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"],
+                             "label_estimate": None if label_estimate is None else label_estimate.state_dict()},
+                            linear_best_path)
+            else:
+                save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
+        # Cole et al.'s protocol runs every epoch; a linear phase always runs its epochs.
+        stopped_early = (cfg.early_stop and not linear_phase
+                         and state["best_map"] - record["val_map"] > cfg.early_stop_drop)
         record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
         state["history"].append(record)
         state["epoch"] = epoch
@@ -496,7 +541,7 @@ def run(cfg, resume=False):
         if distributed.is_main():
             with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
                 log.write(json.dumps(record) + "\n")
-        print(format_epoch(record, state, cfg.num_epochs))
+        print(format_epoch(record, state, cfg.total_epochs))
         if stopped_early:
             print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
                   f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
@@ -511,7 +556,12 @@ def run(cfg, resume=False):
                "epochs_run": state["epoch"], "stopped_early": stopped_early,
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
-               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
+               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed,
+               "protocol": cfg.protocol, "bsize": cfg.bsize, "lr": cfg.lr}
+    if cfg.train_mode == "linear_init":
+        results["linear_init_style"] = cfg.linear_init_style
+    if cfg.separate_linear_phase:
+        results.update(linear_best_epoch=state["linear_best_epoch"], linear_best_val_map=state["linear_best_map"])
     if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective":
         # CSL's prior model (trained in ignore mode in the paper): the classifier's mean prediction
         # on the training images, for a later --csl_mode selective --csl_prior run.

@@ -14,16 +14,18 @@ Runs:      9 methods (Full label, Naive AN, WAN, LSAN, EPR, ROLE, LL-R, LL-Ct, L
            not theirs). Add --datasets or --methods to run a part.
 Hardware:  one GPU with 16 GB or more. Time, estimated from the number of images (not measured):
            per seed and row about 0.2 GPU-hours for VOC, 1 for COCO, 2.5 for NUS-WIDE, 0.2 for CUB on
-           an A100-class GPU: about 4 GPU-hours per row and seed over the 4 datasets, so about 150
-           GPU-hours per seed with the search (37 rows' worth), 36 with --cole_bsizes 16 --cole_lrs 1e-4.
+           an A100-class GPU: about 4 GPU-hours per row and seed over the 4 datasets, so about 160
+           GPU-hours per seed with the search (37 rows' worth), 40 with --cole_bsizes 16 --cole_lrs 1e-4.
 Results:   runs/table2_end_to_end/<dataset>_<method>[_b<bsize>_lr<lr>]_s<seed>/results.json (test_map
            of the best val epoch). Rerunning skips finished runs and resumes interrupted ones.
 Demo:      python scripts/table2_end_to_end.py --demo   (9 runs on a CPU, one search pair, see README)
 """
 import sys
 
-import config
 import experiments
+
+sys.path.insert(0, experiments.REPO_DIR)
+import config  # noqa: E402  (after the repository is on the path: the protocols' search grid and styles)
 
 DATASETS = ("pascal", "coco", "nuswide", "cub")
 METHODS = ("full", "AN", "WAN", "LSAN", "EPR", "ROLE", "LL-R", "LL-Ct", "LL-Cp")

@@ -13,7 +13,7 @@ Runs:      9 methods x 4 datasets x seeds, as table2_end_to_end.py (the same pro
            Cole et al.'s way. The LL authors never released this mode (README "Table 2").
 Hardware:  one GPU with 16 GB or more; about the time of the end-to-end table (a linear phase costs
            one feature pass over the training images and its mirror, then epochs on cached features):
-           about 150 GPU-hours per seed with the search, 36 with --cole_bsizes 16 --cole_lrs 1e-4, on
+           about 160 GPU-hours per seed with the search, 40 with --cole_bsizes 16 --cole_lrs 1e-4, on
            an A100-class GPU (estimated, not measured).
 Results:   runs/table2_linear_init/<dataset>_<method>_s<seed>/results.json
 Demo:      python scripts/table2_linear_init.py --demo

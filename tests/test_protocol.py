@@ -2,6 +2,7 @@
 the published settings, against values written out by hand from SPEC 5a/6 and Cole et al.'s train.py."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -192,3 +193,14 @@ def test_cole_linear_init_runs_two_phases_and_resumes(demo_dir, tmp_path, monkey
     strip = lambda records: [{k: v for k, v in r.items() if k != "time_s"} for r in records]  # noqa: E731
     assert strip(resumed) == strip(log)
     assert json.loads((tmp_path / "resumed" / "results.json").read_text())["test_map"] == results["test_map"]
+
+
+def test_table2_scripts_run_from_the_command_line(tmp_path):
+    """As a user starts them (scripts/ alone on the path): the repository's modules are found."""
+    for script in ("table2_end_to_end.py", "table2_linear_init.py"):
+        done = subprocess.run([sys.executable, os.path.join("scripts", script), "--dry_run", "--datasets", "cub",
+                               "--methods", "EPR", "--save_path", str(tmp_path)],
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("--protocol cole") == 8

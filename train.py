@@ -484,7 +484,8 @@ def run(cfg, resume=False):
             break
         if cfg.separate_linear_phase and epoch == cfg.linear_init_epochs + 1:
             # Cole et al. fine-tune from the linear phase's best epoch (head and ROLE's estimate) as a new
-            # run: a fresh optimizer, and model selection over the fine-tuning epochs only.
+            # run: a fresh optimizer, and model selection over the fine-tuning epochs only. LL-Cp's
+            # corrections of the linear phase stay: they are the run's labels, not the model's.
             best_linear = torch.load(linear_best_path, map_location=device, weights_only=True)
             model.load_state_dict(best_linear["model"])
             if label_estimate is not None:

@@ -393,6 +393,8 @@ def resolve_linear_init(args):
             raise UserError("--linear_init_lr and --linear_init_bsize set Cole et al.'s separate linear phase: "
                             "pass them with --train_mode linear_init --linear_init_style cole")
     if args.train_mode != "linear_init":
+        # Unused end-to-end; 1 as before the styles existed, so older run folders still --resume.
+        values["linear_init_epochs"] = 1 if args.linear_init_epochs is None else args.linear_init_epochs
         return argparse.Namespace(**{**vars(args), **values})
     if cole:
         published = COLE_LINEAR_INIT.get(args.mod_scheme, {}).get(args.dataset)

@@ -28,6 +28,41 @@ PAPER_SETTINGS = {
 EXPECTED_POSITIVES = {"pascal": 1.5, "coco": 2.9, "nuswide": 1.9, "cub": 31.4}
 
 
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How a row of the paper's tables was trained: which optimizer, whether the linear head learns
+    10x faster, whether val mAP may stop the run early."""
+    optimizer: str          # None: the dataset's PAPER_SETTINGS (or --optimizer)
+    head_lr_mult: bool      # the head at lr * lr_mult (else at lr, like the backbone)
+    early_stop: bool        # stop when val mAP falls --early_stop_drop below the best
+    doc: str
+
+
+# The training protocols (--protocol). Which row of Table 2 runs under which is decided in one place,
+# scripts/experiments.py ROW_PROTOCOLS. In both, ROLE's label estimate learns at lr * lr_mult, in the
+# classifier's optimizer (Adam under "cole").
+PROTOCOLS = {
+    "ll": Protocol(optimizer=None, head_lr_mult=True, early_stop=True,
+                   doc="the LL paper's (SPEC 6): the dataset's optimizer and lr (PAPER_SETTINGS), the head at "
+                       "lr * lr_mult, early stop"),
+    "cole": Protocol(optimizer="adam", head_lr_mult=False, early_stop=False,
+                     doc="Cole et al.'s train.py: Adam, the whole classifier at lr, every epoch run and the best "
+                         "on val mAP kept; --lr from their search (COLE_SEARCH)"),
+}
+# Cole et al.'s search, per method and dataset (their train.py): every (bsize, lr) pair, 10 epochs,
+# the run with the best val mAP reported. They publish no chosen pair for end-to-end training.
+COLE_SEARCH = {"bsize": (8, 16), "lr": (1e-2, 1e-3, 1e-4, 1e-5)}
+# LinearInit as Cole et al. run it (--linear_init_style cole): the linear phase's (lr, bsize), fixed,
+# from their train.py lookup 'linear_init_params' (published for AN-LS and ROLE only; from a search
+# of the linear phase they did not publish for the other losses). 25 epochs on fixed features.
+COLE_LINEAR_INIT = {
+    "LSAN": {"pascal": (1e-4, 8), "coco": (1e-4, 8), "nuswide": (1e-4, 16), "cub": (1e-4, 8)},
+    "ROLE": {"pascal": (1e-3, 16), "coco": (1e-3, 16), "nuswide": (1e-3, 16), "cub": (1e-3, 8)},
+}
+COLE_LINEAR_EPOCHS = 25
+LINEAR_INIT_STYLES = ("within", "cole")
+
+
 class UserError(Exception):
     """A problem the user can fix (arguments, data, weights, a diverging run): main() prints the
     message without a traceback and exits with status 2."""
@@ -52,7 +87,10 @@ class Config:
     weights: str
     image_size: int
     train_mode: str
+    linear_init_style: str
     linear_init_epochs: int
+    linear_init_lr: float
+    linear_init_bsize: int
     val_frac: float
     split_seed: int
     ss_frac_train: float
@@ -70,6 +108,7 @@ class Config:
     num_workers: int
     device: str
     amp: str
+    protocol: str
     save_path: str
     exp_name: str
     overwrite: bool
@@ -95,9 +134,37 @@ class Config:
                     gamma_unann=self.gamma_unann, clip=self.clip, prior_threshold=self.prior_threshold,
                     likelihood_topk=self.likelihood_topk, reduction=self.csl_reduction)
 
+    @property
+    def head_lr(self):
+        """The linear head's lr: lr * lr_mult under the LL protocol, lr under Cole et al.'s."""
+        return self.lr * (self.lr_mult if PROTOCOLS[self.protocol].head_lr_mult else 1.0)
+
+    @property
+    def early_stop(self):
+        return PROTOCOLS[self.protocol].early_stop
+
+    @property
+    def separate_linear_phase(self):
+        """Cole et al.'s LinearInit: a linear phase of its own before --num_epochs of fine-tuning."""
+        return self.train_mode == "linear_init" and self.linear_init_style == "cole"
+
+    @property
+    def total_epochs(self):
+        """Epochs the run trains: the linear phase's too when it comes before --num_epochs."""
+        return self.num_epochs + (self.linear_init_epochs if self.separate_linear_phase else 0)
+
     def frozen_backbone(self, epoch):
-        """LinearInit trains only the head in its first ``linear_init_epochs`` (1-based) epochs."""
+        """LinearInit trains only the head in its first ``linear_init_epochs`` (1-based, of the run) epochs."""
         return self.train_mode == "linear_init" and epoch <= self.linear_init_epochs
+
+    def linear_phase(self, epoch):
+        """Whether the run's (1-based) ``epoch`` is in Cole et al.'s separate linear phase."""
+        return self.separate_linear_phase and epoch <= self.linear_init_epochs
+
+    def phase_epoch(self, epoch):
+        """The epoch counter of the losses (the LL warm-up is epoch 1): the fine-tuning after a separate
+        linear phase counts again from 1, as a fresh run of Cole et al.'s would."""
+        return epoch - self.linear_init_epochs if self.separate_linear_phase and epoch > self.linear_init_epochs else epoch
 
 
 def get_args_parser():
@@ -181,7 +248,14 @@ def get_args_parser():
     g.add_argument("--lr", type=float, default=None,
                    help="backbone learning rate. Default: the authors' value for the dataset (VOC 5e-3, "
                         "COCO and NUS-WIDE 1e-5, CUB 7.5e-5; 1e-5 for others)")
-    g.add_argument("--lr_mult", type=float, default=10, help="the linear head's lr is lr * lr_mult")
+    g.add_argument("--protocol", default="ll",
+                   help="ll: the LL paper's training (the dataset's optimizer and lr, the head at lr * lr_mult, "
+                        "early stop); cole: Cole et al.'s, which produced the WAN, LSAN, EPR and ROLE rows (Adam, "
+                        "the whole classifier at --lr, no early stop; --lr required, from their search over "
+                        "bsize {8, 16} x lr {1e-2 .. 1e-5}, which scripts/table2_*.py run)")
+    g.add_argument("--lr_mult", type=float, default=10,
+                   help="the linear head's lr is lr * lr_mult (--protocol ll); ROLE's label estimate learns at "
+                        "lr * lr_mult under both protocols")
     g.add_argument("--bsize", type=int, default=16, help="batch size: it sets the k of each batch")
     g.add_argument("--num_epochs", type=int, default=10)
     g.add_argument("--early_stop_drop", type=float, default=3.0,
@@ -203,8 +277,20 @@ def get_args_parser():
     g.add_argument("--train_mode", default="end_to_end", choices=("end_to_end", "linear_init"),
                    help="linear_init: freeze the backbone for --linear_init_epochs epochs (the head trains on its "
                         "features, computed once per image and flip), then fine-tune all")
-    g.add_argument("--linear_init_epochs", type=int, default=1,
-                   help="frozen-backbone epochs of linear_init (counted in --num_epochs)")
+    g.add_argument("--linear_init_style", default="within",
+                   help="within: the first --linear_init_epochs of the --num_epochs train the head only; cole: "
+                        "Cole et al.'s, a linear phase of --linear_init_epochs (default 25) on fixed features at "
+                        "--linear_init_lr / --linear_init_bsize, its best epoch on val kept, then --num_epochs of "
+                        "fine-tuning with a fresh optimizer and its own epoch counter (the LL warm-up again)")
+    g.add_argument("--linear_init_epochs", type=int, default=None,
+                   help="frozen-backbone epochs: within --num_epochs (style within, default 1) or before them "
+                        "(style cole, default 25)")
+    g.add_argument("--linear_init_lr", type=float, default=None,
+                   help="style cole: the head's lr in the linear phase. Default: Cole et al.'s (LSAN 1e-4, ROLE "
+                        "1e-3); for the losses they publish none, the protocol's head lr")
+    g.add_argument("--linear_init_bsize", type=int, default=None,
+                   help="style cole: the linear phase's batch size. Default: Cole et al.'s (LSAN 8, on NUS-WIDE "
+                        "16; ROLE 16, on CUB 8); else --bsize")
 
     g = p.add_argument_group("run")
     g.add_argument("--amp", default="auto", choices=("auto", "none", "bf16", "fp16"),
@@ -307,6 +393,7 @@ def paper_defaults(dataset, mod_scheme):
 
 def build_config(args):
     """Validate the parsed arguments and derive what follows from them, once."""
+    args = resolve_protocol(args)
     alpha = boostlu_alpha(args)
     options = method_options(args)
     defaults = {**paper_defaults(args.dataset, args.mod_scheme),
@@ -321,7 +408,8 @@ def build_config(args):
     if method.rate_scheme and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                         f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
-    last_rate = method.rate(args.num_epochs, args.delta_rel)
+    args = resolve_linear_init(args)
+    last_rate = method.rate(max(args.num_epochs, args.linear_init_epochs or 0), args.delta_rel)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                         f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
@@ -341,11 +429,13 @@ def build_config(args):
                         f"it must be at least {num_processes}")
     if not 0 < args.ss_frac_train <= 1 or not 0 <= args.val_frac < 1:
         raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
-    if args.train_mode == "linear_init" and not 0 < args.linear_init_epochs < args.num_epochs:
-        raise UserError("--linear_init_epochs must be in [1, --num_epochs)")
     if args.csl_prior not in ("two_stage", "annotations") and not os.path.isfile(args.csl_prior):
         raise UserError(f"--csl_prior {args.csl_prior}: no such file ('two_stage', 'annotations' or a .npy "
                         f"of class priors)")
+    if (args.train_mode == "linear_init" and args.linear_init_style == "cole"
+            and (args.record_losses or args.record_labels_for)):
+        raise UserError("--record_losses and --record_labels_for record --num_epochs epochs of one phase; they do "
+                        "not follow --linear_init_style cole's two phases (use style within or end_to_end)")
     if args.record_labels_for < 0:
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
     if args.weights == "demo" and args.arch != "resnet18":
@@ -363,6 +453,57 @@ def build_config(args):
     values = {k: v for k, v in vars(args).items() if k in fields}
     return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes, "boostlu_alpha": alpha,
                      "method_options": options, "exp_name": args.exp_name or default_exp_name(args, alpha)})
+
+
+def resolve_protocol(args):
+    """Check --protocol and fix what it decides: Cole et al.'s is Adam at a searched --lr."""
+    if args.protocol not in PROTOCOLS:
+        raise UserError(f"--protocol {args.protocol}: no such protocol; choose one of {', '.join(PROTOCOLS)} "
+                        f"(ll: the LL paper's settings; cole: Cole et al.'s, for the WAN, LSAN, EPR and ROLE rows)")
+    protocol = PROTOCOLS[args.protocol]
+    if protocol.optimizer is None:
+        return args
+    if args.optimizer not in (None, protocol.optimizer):
+        raise UserError(f"--protocol {args.protocol} trains with {protocol.optimizer}; drop --optimizer "
+                        f"{args.optimizer} or use --protocol ll")
+    if args.lr is None:
+        raise UserError(f"--protocol {args.protocol} has no default --lr: Cole et al. search bsize "
+                        f"{COLE_SEARCH['bsize']} x lr {COLE_SEARCH['lr']} per method and dataset and publish no "
+                        f"choice; pass --lr (scripts/table2_end_to_end.py runs the whole search)")
+    return argparse.Namespace(**{**vars(args), "optimizer": protocol.optimizer})
+
+
+def resolve_linear_init(args):
+    """Check the LinearInit flags and fill in their defaults (None where they do not apply)."""
+    if args.linear_init_style not in LINEAR_INIT_STYLES:
+        raise UserError(f"--linear_init_style {args.linear_init_style}: no such style; choose within (the first "
+                        f"epochs of --num_epochs frozen) or cole (Cole et al.'s linear phase, then fine-tuning)")
+    values = dict(linear_init_epochs=args.linear_init_epochs, linear_init_lr=args.linear_init_lr,
+                  linear_init_bsize=args.linear_init_bsize)
+    cole = args.train_mode == "linear_init" and args.linear_init_style == "cole"
+    if not cole:
+        if args.linear_init_lr is not None or args.linear_init_bsize is not None:
+            raise UserError("--linear_init_lr and --linear_init_bsize set Cole et al.'s separate linear phase: "
+                            "pass them with --train_mode linear_init --linear_init_style cole")
+    if args.train_mode != "linear_init":
+        # Unused end-to-end; 1 as before the styles existed, so older run folders still --resume.
+        values["linear_init_epochs"] = 1 if args.linear_init_epochs is None else args.linear_init_epochs
+        return argparse.Namespace(**{**vars(args), **values})
+    if cole:
+        published = COLE_LINEAR_INIT.get(args.mod_scheme, {}).get(args.dataset)
+        head_lr = args.lr * (args.lr_mult if PROTOCOLS[args.protocol].head_lr_mult else 1.0)
+        values["linear_init_epochs"] = COLE_LINEAR_EPOCHS if args.linear_init_epochs is None else args.linear_init_epochs
+        values["linear_init_lr"] = args.linear_init_lr or (published[0] if published else head_lr)
+        values["linear_init_bsize"] = args.linear_init_bsize or (published[1] if published else args.bsize)
+        if values["linear_init_epochs"] < 1 or values["linear_init_bsize"] < 1 or values["linear_init_lr"] <= 0:
+            raise UserError("--linear_init_epochs, --linear_init_bsize and --linear_init_lr must be positive")
+    else:
+        values["linear_init_epochs"] = 1 if args.linear_init_epochs is None else args.linear_init_epochs
+        if not 0 < values["linear_init_epochs"] < args.num_epochs:
+            raise UserError(f"--linear_init_epochs {values['linear_init_epochs']} with --num_epochs {args.num_epochs} "
+                            f"leaves no fine-tuning epoch (style within counts the frozen epochs in --num_epochs): "
+                            f"it must be in [1, --num_epochs), or use --linear_init_style cole")
+    return argparse.Namespace(**{**vars(args), **values})
 
 
 def default_exp_name(args, alpha=None):

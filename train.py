@@ -99,16 +99,31 @@ def git_state():
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def build_optimizer(model, cfg, label_estimate=None):
-    """Backbone at lr, linear head at lr * lr_mult (upstream's two parameter groups); ROLE's label
-    estimate at lr * lr_mult too (Cole et al.: 10x), without weight decay, since it holds labels."""
-    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
-              {"params": model.head.parameters(), "lr": cfg.lr * cfg.lr_mult}]
+def optimizer_groups(model, cfg, label_estimate=None, linear_phase=False):
+    """The parameter groups and their lrs. The backbone at lr, the linear head at ``cfg.head_lr``
+    (lr * lr_mult under the LL protocol, as upstream; lr under Cole et al.'s). ROLE's label estimate
+    at lr * lr_mult under both (Cole et al.: 10x), without weight decay, since it holds labels.
+    In Cole et al.'s separate linear phase (``linear_phase``) only the head trains, at
+    --linear_init_lr, and the estimate at lr_mult times that, as their linear run's lr."""
+    if linear_phase:
+        groups = [{"params": model.head.parameters(), "lr": cfg.linear_init_lr}]
+        estimate_lr = cfg.linear_init_lr * cfg.lr_mult
+    else:
+        groups = [{"params": model.backbone.parameters(), "lr": cfg.lr},
+                  {"params": model.head.parameters(), "lr": cfg.head_lr}]
+        estimate_lr = cfg.lr * cfg.lr_mult
     if label_estimate is not None:
-        groups.append({"params": label_estimate.parameters(), "lr": cfg.lr * cfg.lr_mult, "weight_decay": 0.0})
+        groups.append({"params": label_estimate.parameters(), "lr": estimate_lr, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model, cfg, label_estimate=None, linear_phase=False):
+    """The run's optimizer over ``optimizer_groups``: SGD with upstream's momentum 0.9 and weight
+    decay 1e-3, or Adam without weight decay (the only optimizer of Cole et al.'s protocol)."""
+    groups = optimizer_groups(model, cfg, label_estimate, linear_phase)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=1e-3)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=0.9, weight_decay=1e-3)
+    return torch.optim.Adam(groups, lr=groups[0]["lr"])
 
 
 def training_net(module, cfg, device):
@@ -388,7 +403,7 @@ def prepare_run_dir(cfg, resume):
     if not distributed.is_main():     # the checks above fail or pass in every process alike
         return
     if cfg.overwrite and not resume:
-        for name in ("results.json", "last.pt", "best.pt", "log.jsonl",
+        for name in ("results.json", "last.pt", "best.pt", "best_linear.pt", "log.jsonl",
                      "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
             if os.path.exists(os.path.join(cfg.run_dir, name)):
                 os.remove(os.path.join(cfg.run_dir, name))
@@ -506,7 +521,7 @@ def run(cfg, resume=False):
     method = methods.get(cfg.mod_scheme)
     label_estimate = (None if method.make_state is None
                       else method.make_state(splits["train"].labels_obs, cfg).to(device))
-    optimizer = build_optimizer(model, cfg, label_estimate if method.state_trains else None)
+    trained_state = label_estimate if method.state_trains else None      # APL's pseudo-labels do not train
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     labels_true = (None if splits["train"].labels is None
                    else torch.as_tensor(splits["train"].labels, device=device).bool())
@@ -519,9 +534,14 @@ def run(cfg, resume=False):
                "test": make_loader(splits["test"], cfg, train=False)}
 
     ckpt_path, best_path = (os.path.join(cfg.run_dir, n) for n in ("last.pt", "best.pt"))
+    linear_best_path = os.path.join(cfg.run_dir, "best_linear.pt")
     state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
-    if resume and os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    ckpt = (torch.load(ckpt_path, map_location=device, weights_only=True)
+            if resume and os.path.exists(ckpt_path) else None)
+    # The optimizer of the phase that wrote the checkpoint (Cole et al.'s LinearInit has two).
+    optimizer = build_optimizer(model, cfg, trained_state,
+                                cfg.linear_phase(max(ckpt["state"]["epoch"], 1) if ckpt else 1))
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         labels_obs.copy_(ckpt["labels_obs"])
@@ -531,7 +551,9 @@ def run(cfg, resume=False):
         if training_prior is not None:
             training_prior.load_state_dict(ckpt["training_prior"])
         state = ckpt["state"]
-        reconcile_best_checkpoint(best_path, state, ckpt["model"])
+        in_linear_phase = cfg.linear_phase(max(state["epoch"], 1))
+        reconcile_best_checkpoint(linear_best_path if in_linear_phase else best_path, state, ckpt["model"],
+                                  {"label_estimate": ckpt["label_estimate"]} if in_linear_phase else {})
         print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
     config_path = os.path.join(cfg.run_dir, "config.json")
     if resume and os.path.exists(config_path):
@@ -559,11 +581,27 @@ def run(cfg, resume=False):
 
     stopped_early = any(r.get("early_stop") for r in state["history"])
     cached_features = None    # LinearInit's frozen phase: the backbone's features, computed once
+    # Cole et al.'s linear phase draws batches of --linear_init_bsize (the image loader's are --bsize).
+    linear_batches = (datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(splits["train"]), shuffle),
+                                              cfg.linear_init_bsize, distributed.rank(), distributed.world_size())
+                      if cfg.separate_linear_phase else loaders["train"].batch_sampler)
     net, net_frozen = None, None
     start = time.time()
-    for epoch in range(state["epoch"] + 1, cfg.num_epochs + 1):
+    for epoch in range(state["epoch"] + 1, cfg.total_epochs + 1):
         if stopped_early:
             break
+        if cfg.separate_linear_phase and epoch == cfg.linear_init_epochs + 1:
+            # Cole et al. fine-tune from the linear phase's best epoch (head and ROLE's estimate) as a new
+            # run: a fresh optimizer, and model selection over the fine-tuning epochs only. LL-Cp's
+            # corrections of the linear phase stay: they are the run's labels, not the model's.
+            best_linear = torch.load(linear_best_path, map_location=device, weights_only=True)
+            model.load_state_dict(best_linear["model"])
+            if label_estimate is not None:
+                label_estimate.load_state_dict(best_linear["label_estimate"])
+            optimizer = build_optimizer(model, cfg, trained_state)
+            state.update(linear_best_map=state["best_map"], linear_best_epoch=state["best_epoch"],
+                         best_map=-math.inf, best_epoch=0)
+            net = None
         epoch_start = time.time()
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -573,13 +611,16 @@ def run(cfg, resume=False):
             net, net_frozen = training_net(model.head if frozen else model, cfg, device), frozen
         if frozen and cached_features is None:
             cached_features = CachedFeatureBatches(cache_backbone_features(model, splits["train"], cfg, device),
-                                                   loaders["train"].batch_sampler)
+                                                   linear_batches)
         if not frozen:
             cached_features = None
+        linear_phase = cfg.linear_phase(epoch)
         record = {"epoch": epoch, "frozen_backbone": frozen}
+        if cfg.separate_linear_phase:
+            record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
         record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
-                                      labels_true, cfg, epoch, device, label_estimate, prior, recorder, scaler,
-                                      training_prior))
+                                      labels_true, cfg, cfg.phase_epoch(epoch), device, label_estimate, prior,
+                                      recorder, scaler, training_prior))
         distributed.broadcast_buffers(model)
         if method.after_epoch is not None:          # APL: pseudo-labels from the model's predictions
             method.after_epoch(label_estimate, epoch, cfg, labels_obs, lambda: predict(
@@ -594,7 +635,9 @@ def run(cfg, resume=False):
         improved = record["val_map"] > state["best_map"]
         if improved:
             state.update(best_map=record["val_map"], best_epoch=epoch)
-        stopped_early = state["best_map"] - record["val_map"] > cfg.early_stop_drop
+        # Cole et al.'s protocol runs every epoch; a linear phase always runs its epochs.
+        stopped_early = (cfg.early_stop and not linear_phase
+                         and state["best_map"] - record["val_map"] > cfg.early_stop_drop)
         record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
         state["history"].append(record)
         state["epoch"] = epoch
@@ -606,11 +649,14 @@ def run(cfg, resume=False):
         # After last.pt, which already names this epoch as the best and holds its weights: a kill
         # before this write is repaired from last.pt on --resume (reconcile_best_checkpoint).
         if improved:
-            save_atomic({"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}, best_path)
+            best = {"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}
+            if linear_phase:        # Cole et al.'s linear phase: its best head and label estimate
+                best["label_estimate"] = None if label_estimate is None else label_estimate.state_dict()
+            save_atomic(best, linear_best_path if linear_phase else best_path)
         if distributed.is_main():
             with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
                 log.write(json.dumps(record) + "\n")
-        print(format_epoch(record, state, cfg.num_epochs))
+        print(format_epoch(record, state, cfg.total_epochs))
         if stopped_early:
             print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
                   f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
@@ -630,7 +676,12 @@ def run(cfg, resume=False):
                "epochs_run": state["epoch"], "stopped_early": stopped_early,
                "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
                "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
-               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed}
+               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed,
+               "protocol": cfg.protocol, "bsize": cfg.bsize, "lr": cfg.lr}
+    if cfg.train_mode == "linear_init":
+        results["linear_init_style"] = cfg.linear_init_style
+    if cfg.separate_linear_phase:
+        results.update(linear_best_epoch=state["linear_best_epoch"], linear_best_val_map=state["linear_best_map"])
     results.update(per_class_results(model, loaders, splits, class_names, device, cfg.run_dir))
     if training_prior is not None:
         # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
@@ -659,7 +710,7 @@ def per_class_results(model, loaders, splits, class_names, device, run_dir):
                 test_true, multilabel_metrics.probabilities(test_logits), class_names, thresholds, test_annotated)}
 
 
-def reconcile_best_checkpoint(best_path, state, last_model):
+def reconcile_best_checkpoint(best_path, state, last_model, extra=None):
     """On --resume: make best.pt hold the epoch that last.pt names as the best, or fail loudly.
 
     Each epoch writes last.pt (the state naming the best epoch, and this epoch's weights) before
@@ -668,7 +719,8 @@ def reconcile_best_checkpoint(best_path, state, last_model):
     edited by hand) cannot be repaired and raises UserError.
 
     Args:
-        best_path: the run's best.pt; state: last.pt's state dict; last_model: last.pt's weights.
+        best_path: the run's best.pt (best_linear.pt in Cole et al.'s linear phase); state: last.pt's
+            state dict; last_model: last.pt's weights; extra: more entries of that file (the estimate).
     """
     if state["best_epoch"] == 0:
         return
@@ -679,7 +731,8 @@ def reconcile_best_checkpoint(best_path, state, last_model):
     if best_epoch < state["best_epoch"] == state["epoch"]:
         print(f"best.pt holds epoch {best_epoch}, last.pt the best epoch {state['epoch']}: the run was stopped "
               f"between the two writes; best.pt is rewritten from last.pt")
-        save_atomic({"model": last_model, "epoch": state["epoch"], "val_map": state["best_map"]}, best_path)
+        save_atomic({"model": last_model, "epoch": state["epoch"], "val_map": state["best_map"], **(extra or {})},
+                    best_path)
         return
     raise UserError(f"{best_path} holds epoch {best_epoch} but last.pt names epoch {state['best_epoch']} as the "
                     f"best (after epoch {state['epoch']}): the run folder is inconsistent and cannot be resumed; "

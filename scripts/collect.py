@@ -30,30 +30,61 @@ METHOD_NAMES = {"AN": "Naive AN", "WAN": "WAN", "LSAN": "LSAN (AN-LS)", "EPR": "
 # Every other registered method under its registry name (methods.py), and LL + BoostLU.
 METHOD_NAMES.update({name: name for name in methods.REGISTRY if name not in METHOD_NAMES})
 BOOSTLU_SUFFIX = " + BoostLU"
-METHOD_ORDER = ["Full label", *METHOD_NAMES.values(), *(f"{m}{BOOSTLU_SUFFIX}" for m in ("LL-R", "LL-Ct", "LL-Cp"))]
+# Curriculum and IMCL: other papers' methods that the LL paper quotes in Table 3; no run of ours.
+QUOTED = ("Curriculum", "IMCL")
+_NAMES = list(METHOD_NAMES.values())
+_AFTER_IU = _NAMES.index("Naive IU") + 1
+METHOD_ORDER = ["Full label", *_NAMES[:_AFTER_IU], *QUOTED, *_NAMES[_AFTER_IU:],     # Table 3: IU, Curriculum, IMCL
+                *(f"{m}{BOOSTLU_SUFFIX}" for m in ("LL-R", "LL-Ct", "LL-Cp"))]
 GROUPS = ["G1", "G2", "G3", "G4", "G5"]
 
-# The paper's test mAP (SPEC section 9): Table 2 as VOC, COCO, NUS-WIDE, CUB; Table 3 over all
-# groups. Baselines whose numbers SPEC does not list show "-" in the paper column.
+# The paper's test mAP (SPEC section 9), as {row: {dataset: {metric: value}}}: Table 2 per half
+# (VOC, COCO, NUS-WIDE, CUB), Table 3 per group G1..G5 and over all.
 _T2 = ("pascal", "coco", "nuswide", "cub")
+
+
+def _table2(*values):
+    return {d: {"test_map": v} for d, v in zip(_T2, values)}
+
+
+def _table3(*values):
+    """G1, G2, G3, G4, G5, all."""
+    return {"openimages": {**{f"test_map_{g}": v for g, v in zip(GROUPS, values)}, "test_map": values[-1]}}
+
+
 PAPER = {
     "table2_end_to_end": {
-        "Full label": dict(zip(_T2, (90.2, 78.0, 54.5, 32.9))),
-        "Naive AN": dict(zip(_T2, (85.1, 64.1, 42.0, 19.1))),
-        "LL-R": dict(zip(_T2, (89.2, 71.0, 47.4, 19.5))),
-        "LL-Ct": dict(zip(_T2, (89.0, 70.5, 48.0, 20.4))),
-        "LL-Cp": dict(zip(_T2, (88.4, 70.7, 48.3, 20.1))),
+        "Full label": _table2(90.2, 78.0, 54.5, 32.9),
+        "Naive AN": _table2(85.1, 64.1, 42.0, 19.1),
+        "WAN": _table2(86.5, 64.8, 46.3, 20.3),
+        "LSAN (AN-LS)": _table2(86.7, 66.9, 44.9, 17.9),
+        "EPR": _table2(85.5, 63.3, 46.0, 20.0),
+        "ROLE": _table2(87.9, 66.3, 43.1, 15.0),
+        "LL-R": _table2(89.2, 71.0, 47.4, 19.5),
+        "LL-Ct": _table2(89.0, 70.5, 48.0, 20.4),
+        "LL-Cp": _table2(88.4, 70.7, 48.3, 20.1),
     },
     "table2_linear_init": {
-        "Full label": dict(zip(_T2, (91.1, 77.2, 54.9, 34.0))),
-        "Naive AN": dict(zip(_T2, (86.9, 68.7, 47.6, 20.9))),
-        "LL-R": dict(zip(_T2, (89.4, 71.9, 49.1, 21.5))),
-        "LL-Ct": dict(zip(_T2, (89.3, 71.6, 49.6, 21.8))),
-        "LL-Cp": dict(zip(_T2, (88.3, 71.0, 49.4, 21.4))),
+        "Full label": _table2(91.1, 77.2, 54.9, 34.0),
+        "Naive AN": _table2(86.9, 68.7, 47.6, 20.9),
+        "WAN": _table2(87.1, 68.0, 47.5, 21.1),
+        "LSAN (AN-LS)": _table2(86.5, 69.2, 50.5, 16.6),
+        "EPR": _table2(84.9, 66.8, 48.1, 21.2),
+        "ROLE": _table2(88.2, 69.0, 51.0, 16.8),
+        "LL-R": _table2(89.4, 71.9, 49.1, 21.5),
+        "LL-Ct": _table2(89.3, 71.6, 49.6, 21.8),
+        "LL-Cp": _table2(88.3, 71.0, 49.4, 21.4),
     },
     "table3_openimages": {
-        "Naive AN": {"openimages": 82.0}, "LL-R": {"openimages": 82.5},
-        "LL-Ct": {"openimages": 82.6}, "LL-Cp": {"openimages": 82.5},
+        "Naive IU": _table3(69.5, 70.3, 74.8, 79.2, 85.5, 75.9),
+        "Curriculum": _table3(70.4, 71.3, 76.2, 80.5, 86.8, 77.1),
+        "IMCL": _table3(71.0, 72.6, 77.6, 81.8, 87.3, 78.1),
+        "Naive AN": _table3(77.1, 78.7, 81.5, 84.1, 88.8, 82.0),
+        "WAN": _table3(71.8, 72.8, 76.3, 79.7, 84.7, 77.0),
+        "LSAN (AN-LS)": _table3(68.4, 69.3, 73.7, 77.9, 85.6, 75.0),
+        "LL-R": _table3(77.4, 79.1, 82.0, 84.5, 89.5, 82.5),
+        "LL-Ct": _table3(77.7, 79.3, 82.1, 84.7, 89.4, 82.6),
+        "LL-Cp": _table3(77.6, 79.1, 81.9, 84.6, 89.4, 82.5),
     },
 }
 
@@ -111,39 +142,67 @@ def _order(labels):
     return sorted(labels, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
 
 
+def how_run(record):
+    """The protocol a run trained under ('ll' for run folders older than --protocol), and its
+    LinearInit style."""
+    protocol = record.get("protocol", "ll")
+    if record.get("train_mode") == "linear_init":
+        protocol += f", LinearInit {record.get('linear_init_style', 'within')}"
+    return protocol
+
+
+def select_runs(records):
+    """The run reported per row, dataset and seed: where several runs share them (Cole et al.'s
+    search over bsize x lr), the one with the best val mAP, as their train.py reports it. Returns
+    (record, searched) pairs; ``searched``: it was chosen among more than one run."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(method_label(r), r["train_mode"], r["dataset"], r["seed"])].append(r)
+    return [(max(runs, key=lambda r: r["best_val_map"]), len(runs) > 1) for runs in groups.values()]
+
+
 def table_markdown(records, paper=None):
-    """Rows: methods; per dataset our test mAP (mean ± std over seeds) and the paper's. Datasets
-    with class groups (OpenImages) get a column per group too."""
+    """Rows: methods, with the protocol each ran under; per dataset our test mAP (mean ± std over
+    seeds; for a searched row, of the run chosen on val mAP per seed, its bsize and lr in brackets)
+    and the paper's. Datasets with class groups (OpenImages) get a column per group too, ours and
+    the paper's. Rows the paper only quotes (Curriculum, IMCL) are listed with its numbers alone."""
     paper = paper or {}
     cells = defaultdict(list)                  # (method, dataset, metric) -> values over seeds
+    chosen = defaultdict(set)                  # (method, dataset) -> {(bsize, lr)} of searched rows
+    protocols = defaultdict(set)
     datasets = [d for d in DATASET_NAMES if any(r["dataset"] == d for r in records)]
     modes = {r["train_mode"] for r in records}
-    for r in records:
+    for r, searched in select_runs(records):
         label = method_label(r) + (" (LinearInit)" if len(modes) > 1 and r["train_mode"] == "linear_init" else "")
+        protocols[label].add(how_run(r))
+        if searched:
+            chosen[(label, r["dataset"])].add((r.get("bsize"), r.get("lr")))
         for key, value in r.items():
             if key == "test_map" or key.startswith("test_map_G"):
                 cells[(label, r["dataset"], key)].append(value)
-    methods = _order({m for m, _, _ in cells})
-    header, keys = ["method"], []
+    quoted = [m for m in QUOTED if any(d in paper.get(m, {}) for d in datasets)]
+    methods = _order({m for m, _, _ in cells} | set(quoted))
+    header, keys = ["method", "protocol"], []
     for d in datasets:
         groups = [g for g in GROUPS if any(k == (m, d, f"test_map_{g}") for m in methods for k in cells)]
-        for g in groups:
-            header.append(f"{DATASET_NAMES[d]} {g} ours")
-            keys.append((d, f"test_map_{g}", None))
-        header.append(f"{DATASET_NAMES[d]}{' all' if groups else ''} ours")
-        keys.append((d, "test_map", None))
-        if any(d in p for p in paper.values()):
-            header.append(f"{DATASET_NAMES[d]} paper")
-            keys.append((d, None, "paper"))
+        for metric, name in [*((f"test_map_{g}", f" {g}") for g in groups), ("test_map", " all" if groups else "")]:
+            header.append(f"{DATASET_NAMES[d]}{name} ours")
+            keys.append((d, metric, "ours"))
+            if any(metric in p.get(d, {}) for p in paper.values()):
+                header.append(f"{DATASET_NAMES[d]}{name} paper")
+                keys.append((d, metric, "paper"))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:
-        row = [m]
+        row = [m, "quoted, no run of ours" if m in quoted else "; ".join(sorted(protocols[m]))]
         for d, metric, source in keys:
             if source == "paper":
-                value = paper.get(m, {}).get(d)
+                value = paper.get(m, {}).get(d, {}).get(metric)
                 row.append("-" if value is None else f"{value:.1f}")
-            else:
-                row.append(mean_std(cells.get((m, d, metric), [])))
+                continue
+            cell = mean_std(cells.get((m, d, metric), []))
+            if cell and metric == "test_map" and chosen.get((m, d)):
+                cell += " [" + ", ".join(f"b{b} lr {lr:g}" for b, lr in sorted(chosen[(m, d)])) + "]"
+            row.append(cell)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -51,6 +51,16 @@ def row_flags(method, dataset):
     args = METHODS[method]
     return methods.get(args[args.index("--mod_scheme") + 1]).row_flags(dataset)
 
+# The one place that decides under which training protocol (main.py --protocol, config.PROTOCOLS) each
+# row runs: the protocol that made its published number. The LL paper cites Cole et al. [7] for WAN,
+# LSAN, EPR and ROLE, so those rows run Cole et al.'s way, with their search over COLE_SEARCH. Full
+# label, Naive AN, Naive IU, the LL rows and CSL run under the LL paper's settings (README "Table 2").
+# The methods after the paper (BEYOND_PAPER) report their numbers under the LL protocol, with their
+# authors' own batch size and stopping (row_flags).
+ROW_PROTOCOLS = {"full": "ll", "AN": "ll", "WAN": "cole", "LSAN": "cole", "EPR": "cole", "ROLE": "cole",
+                 "IU": "ll", "LL-R": "ll", "LL-Ct": "ll", "LL-Cp": "ll", "CSL": "ll",
+                 **{name: "ll" for name in BEYOND_PAPER}}
+
 
 @dataclasses.dataclass
 class Run:
@@ -95,6 +105,27 @@ def method_runs(methods, datasets, seeds, extra=(), suffix=""):
             for dataset in datasets for method in methods for seed in range(seeds)]
 
 
+def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: ()):
+    """The runs of table rows, each under its ROW_PROTOCOLS protocol: one run per dataset and seed for
+    an LL row, <dataset>_<method>_s<seed>; a Cole row, one per (bsize, lr) of ``search`` (a dict like
+    config.COLE_SEARCH), <dataset>_<method>_b<bsize>_lr<lr>_s<seed>, of which the collector keeps the
+    best on val mAP. ``extra_of(protocol)``: more main.py flags for the rows of that protocol."""
+    runs = []
+    for dataset in datasets:
+        for method in methods:
+            protocol = ROW_PROTOCOLS[method]
+            flags = [*METHODS[method], *row_flags(method, dataset), "--protocol", protocol, *extra_of(protocol)]
+            grid = ([(b, lr) for b in search["bsize"] for lr in search["lr"]] if protocol == "cole" else [None])
+            for seed in range(seeds):
+                for pair in grid:
+                    if pair is None:
+                        runs.append(Run(f"{dataset}_{method}_s{seed}", dataset, [*flags, "--seed", str(seed)]))
+                    else:
+                        runs.append(Run(f"{dataset}_{method}_b{pair[0]}_lr{pair[1]:g}_s{seed}", dataset,
+                                        [*flags, "--bsize", str(pair[0]), "--lr", str(pair[1]), "--seed", str(seed)]))
+    return runs
+
+
 def command(run, opts, passthrough=()):
     """The main.py command line of a run (without --resume)."""
     demo = [*DEMO_FLAGS] if opts.demo else []
@@ -102,8 +133,9 @@ def command(run, opts, passthrough=()):
         demo += ["--delta_rel", str(DEMO_DELTA_REL)]
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={opts.nproc_per_node}"]
                 if opts.nproc_per_node > 1 else [sys.executable])
+    # The demo's flags before the run's, so a searched --lr or --bsize wins; the user's last.
     return [*launcher, MAIN, "--dataset", run.dataset, "--data_dir", os.path.join(opts.data_dir, run.dataset),
-            "--save_path", opts.save_path, "--exp_name", run.name, *run.args, "--amp", "none", *demo, *passthrough]
+            "--save_path", opts.save_path, "--exp_name", run.name, *demo, *run.args, "--amp", "none", *passthrough]
 
 
 def run_state(run, opts):

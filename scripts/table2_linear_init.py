@@ -1,15 +1,20 @@
-"""Table 2, LinearInit rows: the same methods, but the backbone is frozen for the first epochs and
-only the linear head trains (on features cached once per image and flip), then everything is
-fine-tuned. The LL epoch counter runs over both phases: epoch 1 is the warm-up.
+"""Table 2, LinearInit rows: the same methods, but the linear head trains first on the frozen
+backbone's features (cached once per image and flip), then everything is fine-tuned.
 
-Command:   python scripts/table2_linear_init.py --data_dir data --seeds 3 --linear_init_epochs 1
+Command:   python scripts/table2_linear_init.py --data_dir data --seeds 3
            then  python scripts/collect.py table runs/table2_linear_init --paper table2_linear_init
-Runs:      9 methods x 4 datasets x seeds, as table2_end_to_end.py, with --train_mode linear_init.
-           The authors never released this mode; --linear_init_epochs (default 1, counted within
-           --num_epochs 10) is our choice, pass another value to explore.
-Hardware:  one GPU with 16 GB or more; about the time of the end-to-end table (the frozen epochs
-           cost one feature pass over the training images and its mirror): about 40 GPU-hours per
-           seed on an A100-class GPU (estimated, not measured).
+Runs:      9 methods x 4 datasets x seeds, as table2_end_to_end.py (the same protocols per row and
+           Cole et al.'s search for WAN, LSAN, EPR and ROLE: 37 runs per dataset and seed), with
+           --train_mode linear_init. WAN, LSAN, EPR and ROLE in Cole et al.'s style
+           (--linear_init_style cole: 25 linear epochs at their linear_init_lr / linear_init_bsize, the
+           best on val, then a fresh 10-epoch fine-tuning, the part their search varies). The LL rows
+           as we read the LL paper's "initial epochs" (style within: --linear_init_epochs 1 of the 10
+           frozen, the LL epoch counter over both phases); --ll_linear_init_style cole runs them
+           Cole et al.'s way. The LL authors never released this mode (README "Table 2").
+Hardware:  one GPU with 16 GB or more; about the time of the end-to-end table (a linear phase costs
+           one feature pass over the training images and its mirror, then epochs on cached features):
+           about 160 GPU-hours per seed with the search, 40 with --cole_bsizes 16 --cole_lrs 1e-4, on
+           an A100-class GPU (estimated, not measured).
 Results:   runs/table2_linear_init/<dataset>_<method>_s<seed>/results.json
 Demo:      python scripts/table2_linear_init.py --demo
 """

@@ -27,7 +27,7 @@ def test_table2_dry_run_lists_every_method_dataset_and_seed(tmp_path, capsys):
     assert table2_end_to_end.main(["--dry_run", "--seeds", "2", "--save_path", str(tmp_path),
                                    "--data_dir", "/data"]) == 0
     commands = listed_commands(capsys)
-    assert len(commands) == 9 * 4 * 2
+    assert len(commands) == (5 + 4 * 8) * 4 * 2                      # 4 baseline rows searched over 8 pairs
     assert all(c.startswith("[new] ") for c in commands)
     full = [c for c in commands if "--exp_name coco_full_s1 " in c]
     assert len(full) == 1 and "--train_set_variant clean" in full[0] and "--data_dir /data/coco" in full[0]
@@ -39,7 +39,10 @@ def test_linear_init_and_demo_presets(tmp_path, capsys):
                                     "--linear_init_epochs", "2", "--num_epochs", "7"]) == 0
     commands = listed_commands(capsys)
     assert len(commands) == 9 and all("--dataset demo" in c for c in commands)
-    assert all("--train_mode linear_init --linear_init_epochs 2" in c for c in commands)
+    ll_rows = [c for c in commands if "--protocol ll" in c]
+    assert len(ll_rows) == 5
+    assert all("--train_mode linear_init --linear_init_style within --linear_init_epochs 2" in c for c in ll_rows)
+    assert all("--linear_init_style cole" in c for c in commands if c not in ll_rows)
     assert all(c.endswith("--num_epochs 7") for c in commands)          # unknown flags go to main.py
     assert all(("--delta_rel 3.0" in c) == ("--mod_scheme LL-" in c) for c in commands)
 
@@ -79,31 +82,32 @@ def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
 def test_launcher_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch, capsys):
     (tmp_path / "demo_AN_s0").mkdir()
     (tmp_path / "demo_AN_s0" / "results.json").write_text("{}")
-    (tmp_path / "demo_WAN_s0").mkdir()
-    (tmp_path / "demo_WAN_s0" / "last.pt").write_text("")
+    (tmp_path / "demo_WAN_b16_lr0.001_s0").mkdir()
+    (tmp_path / "demo_WAN_b16_lr0.001_s0" / "last.pt").write_text("")
     started = []
 
     def fake_run(cmd, cwd):
         started.append(cmd)
-        return subprocess.CompletedProcess(cmd, 1 if "demo_LSAN_s0" in cmd else 0)
+        return subprocess.CompletedProcess(cmd, 1 if "demo_LSAN_b16_lr0.001_s0" in cmd else 0)
 
     monkeypatch.setattr(experiments.subprocess, "run", fake_run)
     status = table2_end_to_end.main(["--demo", "--save_path", str(tmp_path), "--methods", "AN", "WAN", "LSAN", "EPR"])
     assert status == 1                                                # LSAN failed; EPR still ran
     names = [cmd[cmd.index("--exp_name") + 1] for cmd in started]
-    assert names == ["demo_WAN_s0", "demo_LSAN_s0", "demo_EPR_s0"]
+    assert names == ["demo_WAN_b16_lr0.001_s0", "demo_LSAN_b16_lr0.001_s0", "demo_EPR_b16_lr0.001_s0"]
     assert started[0][-1] == "--resume" and "--resume" not in started[1]
     out = capsys.readouterr().out
-    assert "1 done, 1 to resume, 2 new" in out and "1 runs failed: demo_LSAN_s0" in out
+    assert "1 done, 1 to resume, 2 new" in out and "1 runs failed: demo_LSAN_b16_lr0.001_s0" in out
 
 
 def fabricate(folder, name, dataset, scheme, seed, test_map, val_map=50.0, clean=False, mode="end_to_end",
-              delta=0.0, frac=1.0, groups=None, finished=True):
-    """A run folder as main.py leaves it (config.json, results.json), with made-up numbers."""
+              delta=0.0, frac=1.0, groups=None, finished=True, extra=None):
+    """A run folder as main.py leaves it (config.json, results.json), with made-up numbers; ``extra``:
+    more config fields."""
     run_dir = folder / name
     run_dir.mkdir(parents=True)
     config = {"dataset": dataset, "mod_scheme": scheme, "train_set_variant": "clean" if clean else "observed",
-              "train_mode": mode, "delta_rel": delta, "ss_frac_train": frac, "seed": seed}
+              "train_mode": mode, "delta_rel": delta, "ss_frac_train": frac, "seed": seed, **(extra or {})}
     (run_dir / "config.json").write_text(json.dumps(config))
     if finished:
         results = {"test_map": test_map, "best_val_map": val_map, **{f"test_map_G{g}": v for g, v in (groups or {}).items()}}
@@ -119,12 +123,12 @@ def test_collector_table_beside_the_paper(tmp_path, capsys):
     fabricate(runs, "pascal_AN_s0", "pascal", "AN", 0, 0.0, finished=False)
     assert collect.main(["table", str(runs)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| method | VOC ours | VOC paper | COCO ours | COCO paper |"
+    assert lines[0] == "| method | protocol | VOC ours | VOC paper | COCO ours | COCO paper |"
     rows = {line.split(" | ")[0][2:]: line for line in lines[2:]}
     assert list(rows) == ["Full label", "WAN", "LL-R"]                # paper order; unfinished left out
     # mean 71, sample std sqrt(2) = 1.41 over the two seeds, beside the paper's 71.0.
-    assert rows["LL-R"] == "| LL-R |  | 89.2 | 71.00 ± 1.41 (n=2) | 71.0 |"
-    assert rows["WAN"] == "| WAN | 86.25 | - |  | - |"
+    assert rows["LL-R"] == "| LL-R | ll |  | 89.2 | 71.00 ± 1.41 (n=2) | 71.0 |"
+    assert rows["WAN"] == "| WAN | ll | 86.25 | 86.5 |  | 64.8 |"
     assert rows["Full label"].endswith("| 77.50 | 78.0 |")
 
 
@@ -133,8 +137,30 @@ def test_collector_openimages_groups(tmp_path, capsys):
     fabricate(runs, "openimages_AN_s0", "openimages", "AN", 0, 81.0, groups={g: 70.0 + g for g in range(1, 6)})
     assert collect.main(["table", str(runs)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| method | OpenImages G1 ours |") and lines[0].endswith("all ours | OpenImages paper |")
-    assert lines[2] == "| Naive AN | 71.00 | 72.00 | 73.00 | 74.00 | 75.00 | 81.00 | 82.0 |"
+    assert lines[0].startswith("| method | protocol | OpenImages G1 ours | OpenImages G1 paper | OpenImages G2 ours |")
+    assert lines[0].endswith("| OpenImages all ours | OpenImages all paper |")
+    rows = {line.split(" | ")[0][2:]: line for line in lines[2:]}
+    assert list(rows) == ["Naive AN", "Curriculum", "IMCL"]          # the quoted rows with the paper's alone
+    assert rows["Naive AN"] == ("| Naive AN | ll | 71.00 | 77.1 | 72.00 | 78.7 | 73.00 | 81.5 | 74.00 | 84.1 | "
+                                "75.00 | 88.8 | 81.00 | 82.0 |")
+    assert rows["IMCL"] == "| IMCL | quoted, no run of ours |  | 71.0 |  | 72.6 |  | 77.6 |  | 81.8 |  | 87.3 |  | 78.1 |"
+
+
+def test_collector_keeps_the_search_run_best_on_val(tmp_path, capsys):
+    """Cole et al.'s search: per seed the run with the best val mAP (not the best test mAP) is
+    reported, with its bsize and lr and the protocol it ran under."""
+    runs = tmp_path / "table2_end_to_end"
+    for seed, picks in ((0, ((8, 1e-4, 60.0, 85.0), (16, 1e-4, 62.0, 84.0), (16, 1e-5, 58.0, 90.0))),
+                        (1, ((8, 1e-4, 63.0, 86.0), (16, 1e-4, 61.0, 88.0)))):
+        for bsize, lr, val, test in picks:
+            fabricate(runs, f"pascal_ROLE_b{bsize}_lr{lr:g}_s{seed}", "pascal", "ROLE", seed, test, val_map=val,
+                      extra={"protocol": "cole", "bsize": bsize, "lr": lr})
+    fabricate(runs, "pascal_LL-R_s0", "pascal", "LL-R", 0, 89.0, delta=0.2, extra={"protocol": "ll"})
+    assert collect.main(["table", str(runs)]) == 0
+    rows = {line.split(" | ")[0][2:]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    # seed 0: b16 lr 1e-4 (val 62, test 84); seed 1: b8 lr 1e-4 (val 63, test 86): mean 85, std 1.41.
+    assert rows["ROLE"] == "| ROLE | cole | 85.00 ± 1.41 (n=2) [b8 lr 0.0001, b16 lr 0.0001] | 87.9 |"
+    assert rows["LL-R"] == "| LL-R | ll | 89.00 | 89.2 |"
 
 
 def test_collector_sweep_picks_delta_on_val_and_draws_figures(tmp_path, capsys):

@@ -81,16 +81,18 @@ def _generator_spec(num_images, seed):
     return {"generator_version": GENERATOR_VERSION, "num_images": dict(num_images), "seed": seed, "canvas": CANVAS}
 
 
-def _stale_reason(data_dir, spec):
-    """Why ``data_dir`` does not hold the complete demo dataset of ``spec``, or None if it does."""
+def _stale_reason(data_dir, spec, any_size=False):
+    """Why ``data_dir`` does not hold the complete demo dataset of ``spec``, or None if it does.
+    ``any_size``: a complete dataset of this generator version of any size and seed will do."""
     version_path = os.path.join(data_dir, VERSION_FILE)
     if not os.path.isfile(version_path):
         return "no complete demo dataset"
     with open(version_path) as f:
         saved = json.load(f)
-    if saved != spec:
+    compared = ("generator_version", "canvas") if any_size else tuple(spec)
+    if any(saved.get(key) != spec[key] for key in compared):
         return f"written by another generator or settings ({saved}, now {spec})"
-    for phase, count in spec["num_images"].items():
+    for phase, count in saved["num_images"].items():
         for kind in ("images.npy", "labels.npy", "labels_obs.npy", "boxes.json"):
             if not os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_{kind}")):
                 return f"formatted_{phase}_{kind} is missing"
@@ -118,12 +120,13 @@ def ensure_demo_dataset(data_dir, num_images=None, seed=0):
     """Generate the demo dataset into ``data_dir`` unless that exact dataset is already there.
 
     Deterministic for a given ``seed`` and ``num_images`` (maps 'train' and 'val' to image counts;
-    default NUM_IMAGES, tests use fewer). A folder written by another generator version or other
-    settings, half-written, or with files removed is regenerated, so stale or mixed data never
-    reaches a run. Returns True when it generated the data.
+    tests use fewer). Without ``num_images`` (a training run) a complete folder of this generator
+    version is used whatever its size, and NUM_IMAGES are generated where there is none. A folder
+    written by another generator version or other settings, half-written, or with files removed is
+    regenerated, so stale or mixed data never reaches a run. Returns True when it generated the data.
     """
     spec = _generator_spec(num_images or NUM_IMAGES, seed)
-    reason = _stale_reason(data_dir, spec)
+    reason = _stale_reason(data_dir, spec, any_size=num_images is None)
     if reason is None:
         return False
     if os.path.isdir(data_dir) and os.listdir(data_dir):

@@ -43,7 +43,8 @@ def table2(argv, doc, save_name, linear_init):
                         help="batch sizes of Cole et al.'s search for the WAN, LSAN, EPR and ROLE rows (default "
                              "theirs, 8 16; --demo: 16)")
     parser.add_argument("--cole_lrs", nargs="+", type=float, default=None,
-                        help="learning rates of that search (default theirs, 1e-2 1e-3 1e-4 1e-5; --demo: 1e-3)")
+                        help="learning rates of that search (default theirs, 1e-2 1e-3 1e-4 1e-5; --demo: 1e-4, "
+                             "the lr of the demo's LL rows, which start from pretrained weights)")
     if linear_init:
         parser.add_argument("--ll_linear_init_style", default="within", choices=config.LINEAR_INIT_STYLES,
                             help="LinearInit of the LL-protocol rows (Full label, Naive AN, LL-*): within (the first "
@@ -53,7 +54,7 @@ def table2(argv, doc, save_name, linear_init):
                             help="style within: frozen-backbone epochs, counted within main.py's --num_epochs")
     opts, passthrough = experiments.parse(parser, argv)
     search = {"bsize": opts.cole_bsizes or ((16,) if opts.demo else config.COLE_SEARCH["bsize"]),
-              "lr": opts.cole_lrs or ((1e-3,) if opts.demo else config.COLE_SEARCH["lr"])}
+              "lr": opts.cole_lrs or ((1e-4,) if opts.demo else config.COLE_SEARCH["lr"])}
 
     def extra_of(protocol):
         if not linear_init:

@@ -68,3 +68,14 @@ def test_backbone_cache_is_reused_and_rebuilt_for_another_spec(tmp_path, capsys)
     demo_backbone.ensure_demo_backbone(str(tmp_path), {**spec, "train_seed": 1})
     assert "Pretraining" in capsys.readouterr().out                      # another spec: rebuilt
     assert not torch.equal(torch.load(path, weights_only=True)["conv1.weight"], first["conv1.weight"])
+
+
+def test_a_training_run_takes_a_complete_demo_of_any_size(tmp_path):
+    folder = str(tmp_path / "d")
+    demo.ensure_demo_dataset(folder, SMALL)
+    assert not demo.ensure_demo_dataset(folder)                          # what main.py calls: kept
+    assert len(_labels(folder)) == SMALL["train"]
+    spec = json.load(open(os.path.join(folder, demo.VERSION_FILE)))
+    json.dump({**spec, "generator_version": 1}, open(os.path.join(folder, demo.VERSION_FILE), "w"))
+    assert demo.ensure_demo_dataset(folder)                              # another generator: replaced
+    assert len(_labels(folder)) == demo.NUM_IMAGES["train"]

@@ -82,22 +82,22 @@ def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
 def test_launcher_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch, capsys):
     (tmp_path / "demo_AN_s0").mkdir()
     (tmp_path / "demo_AN_s0" / "results.json").write_text("{}")
-    (tmp_path / "demo_WAN_b16_lr0.001_s0").mkdir()
-    (tmp_path / "demo_WAN_b16_lr0.001_s0" / "last.pt").write_text("")
+    (tmp_path / "demo_WAN_b16_lr0.0001_s0").mkdir()
+    (tmp_path / "demo_WAN_b16_lr0.0001_s0" / "last.pt").write_text("")
     started = []
 
     def fake_run(cmd, cwd):
         started.append(cmd)
-        return subprocess.CompletedProcess(cmd, 1 if "demo_LSAN_b16_lr0.001_s0" in cmd else 0)
+        return subprocess.CompletedProcess(cmd, 1 if "demo_LSAN_b16_lr0.0001_s0" in cmd else 0)
 
     monkeypatch.setattr(experiments.subprocess, "run", fake_run)
     status = table2_end_to_end.main(["--demo", "--save_path", str(tmp_path), "--methods", "AN", "WAN", "LSAN", "EPR"])
     assert status == 1                                                # LSAN failed; EPR still ran
     names = [cmd[cmd.index("--exp_name") + 1] for cmd in started]
-    assert names == ["demo_WAN_b16_lr0.001_s0", "demo_LSAN_b16_lr0.001_s0", "demo_EPR_b16_lr0.001_s0"]
+    assert names == ["demo_WAN_b16_lr0.0001_s0", "demo_LSAN_b16_lr0.0001_s0", "demo_EPR_b16_lr0.0001_s0"]
     assert started[0][-1] == "--resume" and "--resume" not in started[1]
     out = capsys.readouterr().out
-    assert "1 done, 1 to resume, 2 new" in out and "1 runs failed: demo_LSAN_b16_lr0.001_s0" in out
+    assert "1 done, 1 to resume, 2 new" in out and "1 runs failed: demo_LSAN_b16_lr0.0001_s0" in out
 
 
 def fabricate(folder, name, dataset, scheme, seed, test_map, val_map=50.0, clean=False, mode="end_to_end",

@@ -225,7 +225,7 @@ def test_collector_labels_boostlu_and_shows_the_published_numbers(tmp_path, caps
     assert collect.main(["table", str(runs)]) == 0
     rows = {line.split(" | ")[0][2:]: line for line in capsys.readouterr().out.splitlines()[2:]}
     assert list(rows) == ["LL-R", "EM-APL", "GR-Loss", "LL-R + BoostLU"]
-    assert rows["GR-Loss"] == "| GR-Loss | 81.00 | 89.8 |"            # GR-Loss's own paper
-    assert rows["EM-APL"] == "| EM-APL | 78.50 | 89.2 |"              # 89.19 (Zhou et al.)
-    assert rows["LL-R"] == "| LL-R | 79.00 | 89.2 |"                  # the LL paper
-    assert rows["LL-R + BoostLU"] == "| LL-R + BoostLU | 80.00 | - |"  # not verified here: no number
+    assert rows["GR-Loss"] == "| GR-Loss | ll | 81.00 | 89.8 |"            # GR-Loss's own paper
+    assert rows["EM-APL"] == "| EM-APL | ll | 78.50 | 89.2 |"              # 89.19 (Zhou et al.)
+    assert rows["LL-R"] == "| LL-R | ll | 79.00 | 89.2 |"                  # the LL paper
+    assert rows["LL-R + BoostLU"] == "| LL-R + BoostLU | ll | 80.00 | - |"  # not verified here: no number

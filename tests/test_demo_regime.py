@@ -1,8 +1,11 @@
 """The demo stays in the paper's regime: from the demo's pretrained backbone, rejecting the large
-losses (LL-R) beats Naive AN on a small demo, and it is the rejection that does it.
+losses (LL-R) beats Naive AN, and it is the rejection that does it (with it disabled the two runs
+are the same run, and the margin is 0).
 
-The slowest test of the suite (about 2 minutes on a 2-core CPU: the backbone's one-time
-pretraining, unless data/demo_backbone/ already holds it, then two short trainings)."""
+The slowest test of the suite, about 3 minutes on a 2-core CPU: the backbone's one-time pretraining
+(unless data/demo_backbone/ holds it already), then the quick start's two runs, seed 0. A smaller
+demo (384 training images, 5 epochs) gave a margin of only 2.1 points at seed 0, too close to the
+noise of another CPU's floating-point order, so this runs the preset itself."""
 import json
 
 import pytest
@@ -10,22 +13,22 @@ import pytest
 import main
 from data.demo import ensure_demo_dataset
 
-# Measured over training seeds 0, 1, 2 (README, "Quick start"): LL-R minus Naive AN test mAP on this
-# variant was at least MARGIN + 2 points on every seed; with the rejection disabled it is 0.
-MARGIN = 2.0
+# Measured with these flags (README, "The whole pipeline on the demo"), LL-R minus Naive AN test
+# mAP at seeds 0, 1, 2: 6.82, 7.28, 4.58 points. The issue's bar is 3.
+MARGIN = 3.0
 
 
 @pytest.fixture(scope="module")
-def small_demo(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("small_demo"))
-    ensure_demo_dataset(folder, num_images={"train": 480, "val": 200})     # 384 train, 96 val, 200 test
+def demo_folder(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("demo"))
+    ensure_demo_dataset(folder)                                          # the default demo: 960 train
     return folder
 
 
-def test_ll_r_beats_naive_an_on_a_small_demo(small_demo, tmp_path):
-    common = ["--dataset", "demo", "--data_dir", small_demo, "--save_path", str(tmp_path), "--arch", "resnet18",
-              "--weights", "demo", "--image_size", "64", "--lr", "1e-4", "--num_epochs", "5", "--num_workers", "0",
-              "--early_stop_drop", "100", "--seed", "0"]
+def test_ll_r_beats_naive_an_on_the_demo(demo_folder, tmp_path):
+    common = ["--dataset", "demo", "--data_dir", demo_folder, "--save_path", str(tmp_path), "--arch", "resnet18",
+              "--weights", "demo", "--image_size", "64", "--lr", "1e-4", "--num_epochs", "6", "--num_workers", "2",
+              "--seed", "0"]
     test_map = {}
     for scheme in ("AN", "LL-R"):
         assert main.main([*common, "--mod_scheme", scheme, "--delta_rel", "3", "--exp_name", scheme]) == 0

@@ -3,21 +3,23 @@
 #
 #   bash scripts/reproduce_demo.sh            # then read the Markdown it prints
 #
-# Runs: the demo Table 2 (Full label, Naive AN, the baselines and LL-R/LL-Ct/LL-Cp, seeds 0-2, the
-# quick start's flags: its LL-R row is the quick start over three seeds), with the records the
-# analyses need; the analyses (Table 1, Fig. 4, Fig. 3, Table 4); CSL. Finished runs are skipped,
-# so an interrupted call continues where it stopped. Everything lands in runs/.
+# Runs: the demo Table 2 (Full label, Naive AN, LL-R, LL-Ct, LL-Cp, seeds 0-2, the quick start's
+# flags: its LL-R row is the quick start over three seeds), with the records the analyses need, which
+# change no number; then the analyses (Table 1 and Fig. 1, Fig. 4, Fig. 3, Table 4). Finished runs
+# are skipped, so an interrupted call continues where it stopped. Everything lands in runs/.
 # Time: see the README ("The whole pipeline on the demo"), measured on the 2-core CPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 T2=runs/table2_end_to_end
 
-$PY scripts/table2_end_to_end.py --demo --seeds 3 --record_losses --record_labels_for 6
+$PY scripts/table2_end_to_end.py --demo --seeds 3 --methods full AN LL-R LL-Ct LL-Cp --record_losses --record_labels_for 6
 $PY scripts/collect.py table "$T2"
 
 $PY scripts/analyze.py memorization "$T2/demo_AN_s0"
-$PY scripts/analyze.py precision "$T2"/demo_LL-R_s0 "$T2"/demo_LL-Ct_s0 "$T2"/demo_LL-Cp_s0
+for seed in 0 1 2; do
+  $PY scripts/analyze.py precision "$T2/demo_LL-R_s$seed" "$T2/demo_LL-Ct_s$seed" "$T2/demo_LL-Cp_s$seed"
+done
 $PY scripts/analyze.py trajectories "$T2/demo_LL-R_s0"
 for seed in 0 1 2; do
   $PY scripts/analyze.py pointing "$T2/demo_AN_s$seed" "$T2/demo_LL-R_s$seed" "$T2/demo_LL-Ct_s$seed" "$T2/demo_LL-Cp_s$seed"

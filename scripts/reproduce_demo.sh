@@ -17,7 +17,9 @@ T2=runs/table2_end_to_end
 
 $PY scripts/table2_end_to_end.py --demo --seeds 3 --methods full AN LL-R LL-Ct LL-Cp --record_losses --record_labels_for 6
 $PY scripts/collect.py table "$T2"
-# The methods after the paper (README "Beyond the paper"), seed 0.
+# The baselines under Cole et al.'s protocol (one search pair), and the methods after the paper
+# (README "Beyond the paper"), seed 0.
+$PY scripts/table2_end_to_end.py --demo --seeds 1 --methods WAN LSAN EPR ROLE --save_path runs/baselines
 $PY scripts/table2_end_to_end.py --demo --seeds 1 --methods EM EM-APL GR-Loss LL-R+BoostLU LL-Ct+BoostLU LL-Cp+BoostLU --save_path runs/beyond
 $PY scripts/collect.py table runs/beyond
 

@@ -31,3 +31,5 @@ $PY scripts/analyze.py trajectories "$T2/demo_LL-R_s0"
 for seed in 0 1 2; do
   $PY scripts/analyze.py pointing "$T2/demo_AN_s$seed" "$T2/demo_LL-R_s$seed" "$T2/demo_LL-Ct_s$seed" "$T2/demo_LL-Cp_s$seed"
 done
+# CSL's selective mode with its default two-stage prior (README "CSL"), seed 0.
+$PY main.py --dataset demo --mod_scheme CSL --arch resnet18 --weights demo --image_size 64 --lr 1e-4 --num_epochs 6 --num_workers 2 --amp none --save_path runs/csl

@@ -10,9 +10,11 @@ import os
 
 import losses
 import methods
+import models
+from errors import UserError
 
 DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
-ARCHS = ("resnet18", "resnet50", "resnet101", "convnext_tiny", "vit_b_16")   # models.BACKBONES
+ARCHS = models.ARCHS
 
 # Settings the authors published for Table 2 (upstream issue #4; SPEC section 6):
 # optimizer, lr, and the best delta_rel (percent per epoch) of each scheme.
@@ -61,11 +63,6 @@ COLE_LINEAR_INIT = {
 }
 COLE_LINEAR_EPOCHS = 25
 LINEAR_INIT_STYLES = ("within", "cole")
-
-
-class UserError(Exception):
-    """A problem the user can fix (arguments, data, weights, a diverging run): main() prints the
-    message without a traceback and exits with status 2."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,7 +437,6 @@ def build_config(args):
         raise UserError("--record_labels_for must be >= 0 (a number of training images)")
     if args.weights == "demo" and args.arch != "resnet18":
         raise UserError(f"--weights demo is a ResNet-18 (data/demo_backbone.py); pass --arch resnet18, not {args.arch}")
-    import models                     # here: models imports UserError from this module
     models.check_arch(args.arch, args.weights, args.image_size, boostlu=alpha is not None)
     if alpha is not None and args.train_mode == "linear_init":
         raise UserError("--boostlu with --train_mode linear_init: the frozen phase trains the head on cached pooled "

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms.v2 import functional as TF
 
 import distributed
-from config import UserError
+from errors import UserError
 
 
 def generate_observed_labels(labels, num_pos=1, num_neg=0, seed=1200):
@@ -81,6 +81,8 @@ class Split:
     images: np.ndarray             # (N,) absolute paths
     labels: Optional[np.ndarray]   # (N, K) 0/1 ground truth; None where unknown (OpenImages)
     labels_obs: np.ndarray         # (N, K) int8 -1/0/+1 observed labels
+    rows: np.ndarray = None        # (N,) the rows of formatted_<phase>_*.npy it holds (per-image files beside
+                                   # the dataset, such as zero-shot scores, are indexed so)
 
     def __len__(self):
         return len(self.images)
@@ -133,10 +135,11 @@ def load_splits(cfg):
     train_idx, val_idx = split_indices(len(train_images), cfg.val_frac, cfg.split_seed)
     train_idx = subsample_indices(train_idx, cfg.ss_frac_train, cfg.ss_seed)
 
-    def subset(images, labels, labels_obs, idx=slice(None)):
+    def subset(images, labels, labels_obs, idx=None):
+        idx = np.arange(len(images)) if idx is None else np.asarray(idx)
         paths = np.array([os.path.join(image_root, p) for p in images[idx]])
         return Split(paths, None if labels is None else np.asarray(labels[idx], np.float32),
-                     np.asarray(labels_obs[idx], np.int8))
+                     np.asarray(labels_obs[idx], np.int8), idx)
 
     splits = {"train": subset(train_images, train_labels, train_obs, train_idx),
               "val": subset(train_images, train_labels, train_obs, val_idx),

@@ -16,7 +16,8 @@ import datasets
 import multilabel_metrics
 import predict
 import train
-from config import Config, UserError
+from config import Config
+from errors import UserError
 
 
 def evaluate_run(run_dir, split="test", data_dir=None, threshold="0.5", device="cpu", dataset=None):

@@ -4,7 +4,8 @@ import sys
 
 import distributed
 import train
-from config import UserError, build_config, get_args_parser
+from config import build_config, get_args_parser
+from errors import UserError
 
 
 def main(argv=None):

@@ -55,7 +55,7 @@ class Method:
     rate_scheme: bool = False   # the modified share grows with --delta_rel (LL-R, LL-Ct, LL-Cp)
     writes_labels: bool = False  # the modified entries become +1 in the run's training labels (LL-Cp)
     needs_k_hat: bool = False   # uses the expected number of positives (EPR, ROLE)
-    make_state: Callable = None  # (labels_obs (N, K) array, cfg) -> nn.Module: idx -> (B, K)
+    make_state: Callable = None  # (train split (datasets.Split), cfg) -> nn.Module: idx -> (B, K)
     state_trains: bool = False  # its parameters train with the classifier (ROLE's estimate)
     after_epoch: Callable = None  # (state, epoch, cfg, labels_obs (N, K), predict_train: () -> (N, K) logits)
     schedule: Callable = None   # (epoch, cfg) -> dict of this epoch's hyperparameters, for the log
@@ -127,7 +127,7 @@ register(Method("WAN", _scheme_loss("WAN"), "weak assume-negative", _COLE))
 register(Method("LSAN", _scheme_loss("LSAN"), "assume-negative with label smoothing", _COLE))
 register(Method("EPR", _scheme_loss("EPR"), "expected positive regularisation", _COLE, needs_k_hat=True))
 register(Method("ROLE", _scheme_loss("ROLE"), "regularised online label estimation", _COLE, needs_k_hat=True,
-                make_state=lambda labels_obs, cfg: losses.LabelEstimate(labels_obs), state_trains=True))
+                make_state=lambda split, cfg: losses.LabelEstimate(split.labels_obs), state_trains=True))
 register(Method("IU", _scheme_loss("IU"), "ignore the unobserved labels (observed entries only)", _COLE))
 
 
@@ -222,7 +222,7 @@ register(Method("EM-APL", _em_apl, "EM with asymmetric (negative) soft pseudo-la
                 flags=(EM_ALPHA, APL_BETA, APL_WARMUP, APL_PROPORTION),
                 advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
                 script_flags=_em_script_flags, after_epoch=_apl_after_epoch, validate=_check_apl, paper_row=False,
-                make_state=lambda labels_obs, cfg: losses_beyond.PseudoLabels(labels_obs),
+                make_state=lambda split, cfg: losses_beyond.PseudoLabels(split.labels_obs),
                 published={"pascal": 89.19, "coco": 70.87}))
 
 _GR = "Chen et al., Boosting Single Positive Multi-label Classification with Generalized Robust Loss, IJCAI 2024"

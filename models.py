@@ -14,7 +14,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.convnext import LayerNorm2d
 
-from config import UserError
+from errors import UserError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 import datasets
 import multilabel_metrics
 import train
-from config import UserError
+from errors import UserError
 from models import build_model
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")

@@ -19,7 +19,7 @@ import distributed
 import losses
 import methods
 import multilabel_metrics
-from config import UserError
+from errors import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
 from metrics import average_precision_per_class, mean_ap
@@ -520,7 +520,7 @@ def run(cfg, resume=False):
     # The method's state (ROLE's label estimate, APL's pseudo-labels), saved in last.pt as "label_estimate".
     method = methods.get(cfg.mod_scheme)
     label_estimate = (None if method.make_state is None
-                      else method.make_state(splits["train"].labels_obs, cfg).to(device))
+                      else method.make_state(splits["train"], cfg).to(device))
     trained_state = label_estimate if method.state_trains else None      # APL's pseudo-labels do not train
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
     labels_true = (None if splits["train"].labels is None

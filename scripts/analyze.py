@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import analysis  # noqa: E402  (after the repository is on the path)
 import datasets  # noqa: E402
-from config import UserError  # noqa: E402
+from errors import UserError  # noqa: E402
 from models import build_model  # noqa: E402
 
 import matplotlib  # noqa: E402

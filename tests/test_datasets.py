@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 import datasets
-from config import UserError
+from errors import UserError
 
 
 def upstream_observe_uniform(label_matrix, num_pos, num_neg, seed):

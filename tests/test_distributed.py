@@ -15,7 +15,8 @@ import datasets
 import distributed
 import main
 import train
-from config import UserError, build_config, get_args_parser
+from config import build_config, get_args_parser
+from errors import UserError
 from data.demo import ensure_demo_dataset
 from helpers import read_log
 

@@ -7,7 +7,8 @@ import torch
 
 import config
 import models
-from config import UserError, build_config, get_args_parser
+from config import build_config, get_args_parser
+from errors import UserError
 
 
 @pytest.fixture

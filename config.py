@@ -7,6 +7,7 @@ the epoch (see ``losses.modification_rate``).
 import argparse
 import dataclasses
 import os
+import sys
 
 import losses
 import methods
@@ -250,13 +251,18 @@ def get_args_parser():
                         "early stop); cole: Cole et al.'s, which produced the WAN, LSAN, EPR and ROLE rows (Adam, "
                         "the whole classifier at --lr, no early stop; --lr required, from their search over "
                         "bsize {8, 16} x lr {1e-2 .. 1e-5}, which scripts/table2_*.py run)")
-    g.add_argument("--lr_mult", type=float, default=10,
+    g.add_argument("--lr_mult", type=float, default=None,
                    help="the linear head's lr is lr * lr_mult (--protocol ll); ROLE's label estimate learns at "
-                        "lr * lr_mult under both protocols")
-    g.add_argument("--bsize", type=int, default=16, help="batch size: it sets the k of each batch")
-    g.add_argument("--num_epochs", type=int, default=10)
-    g.add_argument("--early_stop_drop", type=float, default=3.0,
-                   help="stop when val mAP falls more than this many points below the best")
+                        "lr * lr_mult under both protocols. Default 10; 1 for the methods whose authors train "
+                        "at one lr (EM, EM-APL, CSL)")
+    g.add_argument("--bsize", type=int, default=None,
+                   help="batch size: it sets the k of each batch. Default 16; the authors' for EM, EM-APL "
+                        "(VOC and CUB 8, else 16) and GR-Loss (8)")
+    g.add_argument("--num_epochs", type=int, default=None, help="Default 10 (GR-Loss: its authors' 8)")
+    g.add_argument("--early_stop_drop", type=float, default=None,
+                   help="stop when val mAP falls more than this many points below the best. Default 3; the "
+                        "authors' rule for EM, EM-APL (0: the first fall) and GR-Loss (2); BoostLU runs every "
+                        "epoch (inf), as its authors")
     g.add_argument("--seed", type=int, default=0,
                    help="training seed (init, shuffling, flips); the observed labels have their own seed "
                         "(1200, fixed when the dataset is prepared)")
@@ -381,6 +387,11 @@ def boostlu_alpha(args):
     return args.boostlu_alpha
 
 
+# What a run trains with where neither the user nor the method's authors (methods.method_defaults) say
+# otherwise: the LL paper's (SPEC 6).
+TRAINING_DEFAULTS = dict(bsize=16, lr_mult=10.0, num_epochs=10, early_stop_drop=3.0)
+
+
 def paper_defaults(dataset, mod_scheme):
     """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
     settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
@@ -393,7 +404,7 @@ def build_config(args):
     args = resolve_protocol(args)
     alpha = boostlu_alpha(args)
     options = method_options(args)
-    defaults = {**paper_defaults(args.dataset, args.mod_scheme),
+    defaults = {**TRAINING_DEFAULTS, **paper_defaults(args.dataset, args.mod_scheme),
                 **methods.method_defaults(args.mod_scheme, args.dataset, alpha is not None)}
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
     if args.delta_rel is None:
@@ -405,6 +416,10 @@ def build_config(args):
     if method.rate_scheme and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                         f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
+    if args.mod_scheme == "CSL" and args.csl_reduction == "sum" and args.optimizer == "sgd":
+        print(f"warning: CSL's summed loss (--csl_reduction sum) with SGD takes steps B*K = "
+              f"{args.bsize} x K times those of the mean loss at --lr {args.lr:g}; the CSL authors train "
+              f"with Adam (scale invariant). Pass --optimizer adam or --csl_reduction mean", file=sys.stderr)
     args = resolve_linear_init(args)
     last_rate = method.rate(max(args.num_epochs, args.linear_init_epochs or 0), args.delta_rel)
     if last_rate >= 1:
@@ -418,8 +433,10 @@ def build_config(args):
     if args.expected_num_pos is not None and args.expected_num_pos <= 0:
         raise UserError(f"--expected_num_pos must be positive, got {args.expected_num_pos}")
     for name in ("bsize", "num_epochs", "image_size"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name} must be positive")
+        if getattr(args, name) <= 0 and not (name == "num_epochs" and linear_only(args)):
+            raise UserError(f"--{name} must be positive"
+                            + (" (0 only with --train_mode linear_init --linear_init_style cole: the linear phase "
+                               "alone, as Cole et al.'s linear-only search)" if name == "num_epochs" else ""))
     num_processes = int(os.environ.get("WORLD_SIZE", "1"))     # set by torchrun
     if args.bsize < num_processes:
         raise UserError(f"--bsize {args.bsize} is the whole batch, split over the {num_processes} processes: "
@@ -449,6 +466,12 @@ def build_config(args):
     values = {k: v for k, v in vars(args).items() if k in fields}
     return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes, "boostlu_alpha": alpha,
                      "method_options": options, "exp_name": args.exp_name or default_exp_name(args, alpha)})
+
+
+def linear_only(args):
+    """--num_epochs 0 after Cole et al.'s separate linear phase: that phase alone, the run of their
+    linear-only search (scripts/table2_linear_init.py picks its (lr, bsize) on val mAP)."""
+    return args.num_epochs == 0 and args.train_mode == "linear_init" and args.linear_init_style == "cole"
 
 
 def resolve_protocol(args):

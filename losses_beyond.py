@@ -135,8 +135,9 @@ def gr_schedule(epoch, num_epochs, k_schedule, v_schedule, linear_init_epochs=0)
     w0, w_end, b0, b_end = k_schedule
     mu0, sigma0, mu_end, sigma_end = v_schedule
     span = num_epochs - linear_init_epochs
-    lagged = max(epoch - linear_init_epochs - 1, 0) / span
-    current = max(epoch - linear_init_epochs, 0) / span
+    # Clamped to [0, 1]: the epochs of Cole et al.'s 25-epoch linear phase past T keep the final values.
+    lagged = min(max(epoch - linear_init_epochs - 1, 0) / span, 1.0)
+    current = min(max(epoch - linear_init_epochs, 0) / span, 1.0)
     return dict(w=linear_schedule(w0, w_end, lagged), b=linear_schedule(b0, b_end, lagged),
                 mu=linear_schedule(mu0, mu_end, current), sigma=linear_schedule(sigma0, sigma_end, current))
 

@@ -9,6 +9,7 @@ below with its flags (``Flag``: default, valid range), its authors' defaults and
 its state (an ``nn.Module`` mapping row indices to (B, K) tensors) and end-of-epoch step.
 """
 import dataclasses
+import math
 from typing import Callable, Optional
 
 import torch
@@ -135,9 +136,12 @@ def _csl_loss(logits, labels, batch):
     return losses.partial_selective_loss(logits, labels, prior=batch.prior, **batch.cfg.csl_options)
 
 
+# The CSL code's train.py (Alibaba-MIIL/PartialLabelingCSL): Adam at 2e-4 for the whole model (its
+# OneCycleLR schedule, EMA and weight decay are not reproduced; README "Differences").
 register(Method("CSL", _csl_loss, "class-aware selective loss (flags below)",
                 "Ben-Baruch et al., Multi-label Classification with Partial Annotations using Class-aware "
-                "Selective Loss, CVPR 2022", paper_row=False))
+                "Selective Loss, CVPR 2022", paper_row=False,
+                settings=lambda dataset: dict(optimizer="adam", lr=2e-4, lr_mult=1.0)))
 
 
 # ------------------------------------------------------------------ beyond the paper
@@ -178,14 +182,10 @@ APL_PROPORTION = Flag("apl_neg_proportion", "share of each class's unobserved la
 
 
 def _em_settings(dataset):
-    """Zhou et al. train the whole classifier with Adam at one lr (no 10x head)."""
-    return dict(optimizer="adam", lr=EM_SETTINGS.get(dataset, EM_FALLBACK)["lr"])
-
-
-def _em_script_flags(dataset):
-    """Zhou et al. train the whole classifier at one lr (no 10x head), with their batch size, and stop at
-    the first epoch whose val mAP is below the best."""
-    return ["--bsize", str(EM_SETTINGS.get(dataset, EM_FALLBACK)["bsize"]), "--lr_mult", "1", "--early_stop_drop", "0"]
+    """Zhou et al. train the whole classifier with Adam at one lr (no 10x head), with their batch size,
+    and stop at the first epoch whose val mAP is below the best."""
+    setting = EM_SETTINGS.get(dataset, EM_FALLBACK)
+    return dict(optimizer="adam", lr=setting["lr"], bsize=setting["bsize"], lr_mult=1.0, early_stop_drop=0.0)
 
 
 def _em(logits, labels, batch):
@@ -210,7 +210,7 @@ def _apl_after_epoch(state, epoch, cfg, labels_obs, predict_train):
 
 register(Method("EM", _em, "entropy maximisation on the unobserved labels", _EM, flags=(EM_ALPHA,),
                 advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
-                script_flags=_em_script_flags, paper_row=False))
+                paper_row=False))
 def _check_apl(options, args):
     if options["apl_warmup_epoch"] >= args.num_epochs:
         return (f"--apl_warmup_epoch {options['apl_warmup_epoch']}: must be in [1, --num_epochs) = [1, "
@@ -221,7 +221,7 @@ def _check_apl(options, args):
 register(Method("EM-APL", _em_apl, "EM with asymmetric (negative) soft pseudo-labelling", _EM,
                 flags=(EM_ALPHA, APL_BETA, APL_WARMUP, APL_PROPORTION),
                 advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
-                script_flags=_em_script_flags, after_epoch=_apl_after_epoch, validate=_check_apl, paper_row=False,
+                after_epoch=_apl_after_epoch, validate=_check_apl, paper_row=False,
                 make_state=lambda split, cfg: losses_beyond.PseudoLabels(split.labels_obs),
                 published={"pascal": 89.19, "coco": 70.87}))
 
@@ -251,7 +251,9 @@ GR_V = dataclasses.replace(GR_V, check=_check_gr_v)
 def gr_schedule(epoch, cfg):
     """This epoch's w, b, mu, sigma of GR-Loss (losses_beyond.gr_schedule)."""
     options = cfg.method_options
-    n = cfg.linear_init_epochs if cfg.train_mode == "linear_init" else 0
+    # Style within counts the frozen epochs in --num_epochs; after Cole et al.'s separate linear phase the
+    # fine-tuning epochs count from 1 (cfg.phase_epoch), so the schedule starts there.
+    n = cfg.linear_init_epochs if cfg.train_mode == "linear_init" and not cfg.separate_linear_phase else 0
     return losses_beyond.gr_schedule(epoch, cfg.num_epochs, options["gr_k_schedule"], options["gr_v_schedule"], n)
 
 
@@ -262,9 +264,9 @@ def _gr(logits, labels, batch):
 
 register(Method("GR-Loss", _gr, "generalized robust loss: soft pseudo-labels and Gaussian reweighting", _GR,
                 flags=(GR_K, GR_V, GR_Q), advice=f"GR-Loss ({_GR}; defaults of the authors' config.py)",
-                settings=lambda dataset: dict(optimizer="adam", lr=1e-5), schedule=gr_schedule,
-                # The authors' config.py: batch 8, 8 epochs, early stop 2 points below the best.
-                script_flags=lambda dataset: ["--bsize", "8", "--num_epochs", "8", "--early_stop_drop", "2"],
+                # The authors' config.py: Adam at 1e-5, batch 8, 8 epochs, early stop 2 points below the best.
+                settings=lambda dataset: dict(optimizer="adam", lr=1e-5, bsize=8, num_epochs=8, early_stop_drop=2.0),
+                schedule=gr_schedule,
                 paper_row=False, published={"pascal": 89.8, "coco": 73.2, "nuswide": 49.1}))
 
 
@@ -286,7 +288,8 @@ def method_defaults(name, dataset, boostlu):
     per-dataset settings where the user passed nothing."""
     defaults = dict(REGISTRY[name].settings(dataset)) if REGISTRY[name].settings else {}
     if boostlu:
-        defaults.update(optimizer=BOOSTLU_SETTINGS["optimizer"], lr=BOOSTLU_SETTINGS["lr"])
+        # Their train.py runs every epoch and keeps the best on val: no early stop.
+        defaults.update(optimizer=BOOSTLU_SETTINGS["optimizer"], lr=BOOSTLU_SETTINGS["lr"], early_stop_drop=math.inf)
         if name in BOOSTLU_SETTINGS["delta_rel"]:
             defaults["delta_rel"] = BOOSTLU_SETTINGS["delta_rel"][name]
     return defaults

@@ -233,3 +233,34 @@ def build_model(arch, num_classes, weights="imagenet", image_size=224, boostlu_a
         state = torch.load(weights, map_location="cpu", weights_only=True)
         _load_backbone(model, state.get("model", state), weights)
     return model
+
+
+# The fields of a run's config.json that decide the model's shape (config.Config has them all).
+MODEL_FIELDS = ("arch", "image_size", "boostlu_alpha")
+
+
+def build_from_config(config, num_classes, weights="none", source="config.json"):
+    """The classifier a run describes, from its config (a ``config.Config`` or the dict of its
+    config.json): the one place that turns a run's settings into a model, for training, for
+    reloading (predict.py, evaluate.py, the analyses) and for anything else, so that a run never
+    reloads as another model (BoostLU's boosted CAM, ViT's image size). A missing field is refused."""
+    values = config if isinstance(config, dict) else {f: getattr(config, f) for f in MODEL_FIELDS}
+    missing = [f for f in MODEL_FIELDS if f not in values]
+    if missing:
+        raise UserError(f"{source} has no {', '.join(missing)}: the model it describes is unknown (a run folder "
+                        f"written by another version of this code? retrain, or add the field by hand)")
+    return build_model(values["arch"], num_classes, weights, values["image_size"], values["boostlu_alpha"])
+
+
+def load_weights(model, state_dict, source):
+    """Load a whole checkpoint's weights; weights that do not fit the model its config describes are
+    refused, naming the mismatched keys (never a partial load)."""
+    expected, given = model.state_dict(), state_dict
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(given) if expected[k].shape != given[k].shape)
+    if missing or unexpected or shapes:
+        raise UserError(f"the weights in {source} do not fit the {model.arch} model its config.json describes: "
+                        f"missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes[:5]}")
+    model.load_state_dict(given)
+    return model

@@ -20,10 +20,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import datasets
+import models
 import multilabel_metrics
 import train
 from errors import UserError
-from models import build_model
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 LIST_EXTENSIONS = (".txt", ".lst")
@@ -40,8 +40,9 @@ def load_run(run_dir, device="cpu"):
         config = json.load(f)
     with open(paths["class_names.json"]) as f:
         class_names = json.load(f)
-    model = build_model(config["arch"], len(class_names), weights="none")
-    model.load_state_dict(torch.load(paths["best.pt"], map_location="cpu", weights_only=True)["model"])
+    model = models.build_from_config(config, len(class_names), source=paths["config.json"])
+    models.load_weights(model, torch.load(paths["best.pt"], map_location="cpu", weights_only=True)["model"],
+                        paths["best.pt"])
     model = model.to(device).eval()
     if torch.device(device).type == "cuda":      # as in training: convolutions run faster so
         model = model.to(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ from errors import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
 from metrics import average_precision_per_class, mean_ap
-from models import build_model
+from models import build_from_config
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -308,6 +308,7 @@ def csl_prior_file(cfg, resume):
     if not finished or (cfg.overwrite and not resume):
         print(f"CSL two-stage prior: training the ignore-mode prior model in {stage1.run_dir} first")
         run(stage1, resume)
+    distributed.barrier()          # the main process has written the prior file that every process reads
     return os.path.join(stage1.run_dir, "class_prior_model.npy")
 
 
@@ -427,12 +428,13 @@ def make_loader(split, cfg, train, generator=None):
 def cache_backbone_features(model, split, cfg, device):
     """LinearInit: the pooled features of the frozen backbone (eval mode) for every training image,
     unflipped and flipped, computed once (each process its share, then gathered). Returns a
-    (2, N, C) float32 CPU tensor ([flip, row])."""
+    (2, N, C) float32 CPU tensor ([flip, row]); (1, N, C), unflipped only, for Cole et al.'s linear
+    phase, which trains on the fixed features of the unflipped images."""
     model.backbone.eval()
     dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
     rows, sizes = distributed.share(range(len(split))), distributed.share_sizes(len(split))
     features = []
-    for flip in (False, True):
+    for flip in ((False,) if cfg.separate_linear_phase else (False, True)):
         loader = DataLoader(dataset, batch_size=cfg.bsize, sampler=[(i, flip) for i in rows],
                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
         with autocast(cfg.amp, device):              # the precision the uncached phase would use
@@ -451,7 +453,7 @@ class CachedFeatureBatches:
     and makes the same updates."""
 
     def __init__(self, features, batch_sampler):
-        self.features = features            # (2, N, C): unflipped, flipped
+        self.features = features            # (2, N, C): unflipped, flipped; or (1, N, C): unflipped only
         self.batch_sampler = batch_sampler
 
     def __len__(self):
@@ -460,7 +462,8 @@ class CachedFeatureBatches:
     def __iter__(self):
         for batch in self.batch_sampler:    # draws this epoch's order and flips, as the loader would
             idx, flip = (torch.tensor(column) for column in zip(*batch))
-            yield self.features[flip.long(), idx], idx
+            flip = flip.long() if len(self.features) == 2 else torch.zeros_like(idx)    # the flips are drawn anyway
+            yield self.features[flip, idx], idx
 
 
 def resolve_expected_positives(cfg, train_split):
@@ -482,9 +485,222 @@ def run(cfg, resume=False):
 
     Writes into ``cfg.run_dir``: config.json, git.json, log.jsonl (one line per epoch), last.pt
     (everything needed to resume), best.pt (the best epoch's weights) and results.json.
-    Returns the results dict.
+    Returns the results dict. The steps of a run are ``Training``'s methods, in this order.
     """
-    device = distributed.init(resolve_device(cfg.device))
+    training = Training(cfg, resume)        # run folder, data, model, optimizer, the method's state
+    training.restore()                      # from last.pt on --resume
+    training.write_run_files()
+    for epoch in range(training.state["epoch"] + 1, training.cfg.total_epochs + 1):
+        if training.stopped_early:
+            break
+        if training.cfg.separate_linear_phase and epoch == training.cfg.linear_init_epochs + 1:
+            training.start_fine_tuning()    # after Cole et al.'s linear phase
+        training.run_epoch(epoch)
+    return training.finish()
+
+
+class Training:
+    """One run's state, built once and advanced epoch by epoch (``run`` reads as its steps)."""
+
+    def __init__(self, cfg, resume):
+        self.resume = resume
+        self.device = device = distributed.init(resolve_device(cfg.device))
+        self.splits, cfg = load_data(cfg, resume, device)
+        self.cfg = cfg
+        self.num_classes = self.splits["train"].labels_obs.shape[1]
+        self.prior = None
+        if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
+            source = csl_prior_file(cfg, resume)        # two_stage: trains the prior model first
+            self.prior = torch.as_tensor(csl_prior(cfg, self.splits["train"].labels_obs, source, cfg.run_dir),
+                                         dtype=torch.float32, device=device)
+        seed_everything(cfg.seed)
+        self.model = build_training_model(cfg, self.num_classes, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
+        # The method's state (ROLE's label estimate, APL's pseudo-labels), saved in last.pt as "label_estimate".
+        self.method = method = methods.get(cfg.mod_scheme)
+        train = self.splits["train"]
+        self.label_estimate = None if method.make_state is None else method.make_state(train, cfg).to(device)
+        self.trained_state = self.label_estimate if method.state_trains else None   # APL's labels do not train
+        self.labels_obs = torch.as_tensor(train.labels_obs, dtype=torch.int8, device=device)
+        self.labels_true = None if train.labels is None else torch.as_tensor(train.labels, device=device).bool()
+        # CSL in any other mode is a prior model (stage 1 of two_stage): the mean of its training predictions.
+        self.training_prior = (TrainingPrior(self.num_classes, device)
+                               if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective" else None)
+        self.shuffle = torch.Generator()
+        self.loaders = {"train": make_loader(train, cfg, train=True, generator=self.shuffle),
+                        "val": make_loader(self.splits["val"], cfg, train=False),
+                        "test": make_loader(self.splits["test"], cfg, train=False)}
+        self.paths = {n: os.path.join(cfg.run_dir, f"{n}.pt") for n in ("last", "best", "best_linear")}
+        self.state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
+        self.ckpt = (torch.load(self.paths["last"], map_location=device, weights_only=True)
+                     if resume and os.path.exists(self.paths["last"]) else None)
+        # The optimizer of the phase that wrote the checkpoint (Cole et al.'s LinearInit has two).
+        self.optimizer = build_optimizer(self.model, cfg, self.trained_state,
+                                         cfg.linear_phase(max(self.ckpt["state"]["epoch"], 1) if self.ckpt else 1))
+        self.net = self.net_frozen = self.cached_features = self.recorder = None
+        self.stopped_early = False
+        self.start = time.time()
+
+    def restore(self):
+        """Continue from last.pt (--resume): weights, optimizer, labels, the method's state, history."""
+        ckpt, cfg = self.ckpt, self.cfg
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.labels_obs.copy_(ckpt["labels_obs"])
+            if self.label_estimate is not None:
+                self.label_estimate.load_state_dict(ckpt["label_estimate"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            if self.training_prior is not None:
+                self.training_prior.load_state_dict(ckpt["training_prior"])
+            self.state = ckpt["state"]
+            in_linear_phase = cfg.linear_phase(max(self.state["epoch"], 1))
+            reconcile_best_checkpoint(self.paths["best_linear" if in_linear_phase else "best"], self.state,
+                                      ckpt["model"], {"label_estimate": ckpt["label_estimate"]} if in_linear_phase else {})
+            print(f"Resuming {cfg.run_dir} after epoch {self.state['epoch']}")
+        self.ckpt = None
+        self.stopped_early = any(r.get("early_stop") for r in self.state["history"])
+
+    def write_run_files(self):
+        """config.json (checked against the interrupted run's on --resume), git.json, class_names.json,
+        log.jsonl rewritten from the checkpoint, and the analyses' recorder."""
+        cfg, splits = self.cfg, self.splits
+        check_resumed_config(cfg, self.resume)
+        save_atomic(dataclasses.asdict(cfg), os.path.join(cfg.run_dir, "config.json"))
+        save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
+        # predict.py reads the class names from the run folder, so it needs no data folder.
+        self.class_names = analysis.load_class_names(cfg.data_dir, self.num_classes)
+        save_atomic(self.class_names, os.path.join(cfg.run_dir, "class_names.json"))
+        if distributed.is_main():
+            with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:
+                log.writelines(json.dumps(record) + "\n" for record in self.state["history"])
+        if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
+            train = splits["train"]
+            self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme, train.labels_obs,
+                                                      train.labels, train.images, cfg.record_losses,
+                                                      cfg.record_labels_for, self.resume)
+        # Cole et al.'s linear phase draws batches of --linear_init_bsize (the image loader's are --bsize).
+        self.linear_batches = (datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(splits["train"]), self.shuffle),
+                                                       cfg.linear_init_bsize, distributed.rank(), distributed.world_size())
+                               if cfg.separate_linear_phase else self.loaders["train"].batch_sampler)
+
+    def start_fine_tuning(self):
+        """Cole et al. fine-tune from the linear phase's best epoch (head and ROLE's estimate) as a new
+        run: a fresh optimizer, and model selection over the fine-tuning epochs only. LL-Cp's
+        corrections of the linear phase stay: they are the run's labels, not the model's."""
+        distributed.barrier()           # best_linear.pt is written by the main process
+        best_linear = torch.load(self.paths["best_linear"], map_location=self.device, weights_only=True)
+        self.model.load_state_dict(best_linear["model"])
+        if self.label_estimate is not None:
+            self.label_estimate.load_state_dict(best_linear["label_estimate"])
+        self.optimizer = build_optimizer(self.model, self.cfg, self.trained_state)
+        self.state.update(linear_best_map=self.state["best_map"], linear_best_epoch=self.state["best_epoch"],
+                          best_map=-math.inf, best_epoch=0)
+        self.net = None
+
+    def training_inputs(self, epoch):
+        """What trains in ``epoch`` and on what: (net, loader). LinearInit's frozen epochs train the head
+        on the backbone's features, computed once."""
+        cfg, model = self.cfg, self.model
+        frozen = cfg.frozen_backbone(epoch)
+        if self.net is None or frozen != self.net_frozen:     # a new phase: what trains and how it runs
+            model.freeze_backbone(frozen)
+            self.net, self.net_frozen = training_net(model.head if frozen else model, cfg, self.device), frozen
+        if frozen and self.cached_features is None:
+            self.cached_features = CachedFeatureBatches(
+                cache_backbone_features(model, self.splits["train"], cfg, self.device), self.linear_batches)
+        if not frozen:
+            self.cached_features = None
+        return self.net, self.cached_features if frozen else self.loaders["train"]
+
+    def run_epoch(self, epoch):
+        """Train one epoch, validate, log one JSON line and checkpoint."""
+        cfg, state, model = self.cfg, self.state, self.model
+        epoch_start = time.time()
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        self.shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
+        net, loader = self.training_inputs(epoch)
+        linear_phase = cfg.linear_phase(epoch)
+        record = {"epoch": epoch, "frozen_backbone": self.net_frozen}
+        if cfg.separate_linear_phase:
+            record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
+        record.update(train_one_epoch(net, loader, self.optimizer, self.labels_obs, self.labels_true, cfg,
+                                      cfg.phase_epoch(epoch), self.device, self.label_estimate, self.prior,
+                                      self.recorder, self.scaler, self.training_prior))
+        distributed.broadcast_buffers(model)
+        if self.method.after_epoch is not None and not linear_phase:   # APL: pseudo-labels from predictions
+            self.method.after_epoch(self.label_estimate, cfg.phase_epoch(epoch), cfg, self.labels_obs, lambda: predict(
+                model, make_loader(self.splits["train"], cfg, train=False), self.device, "pseudo-labels", cfg.amp))
+        if self.recorder is not None:
+            self.recorder.flush()
+        if self.method.writes_labels:
+            record.update(correction_totals(state["history"] + [record]))
+        record["val_map"] = evaluate(model, self.loaders["val"], self.splits["val"], self.device, f"epoch {epoch} val",
+                                     amp=cfg.amp, skip_without_positive=cfg.ap_without_positive == "skip")["map"]
+        improved = record["val_map"] > state["best_map"]
+        if improved:
+            state.update(best_map=record["val_map"], best_epoch=epoch)
+        # Cole et al.'s protocol runs every epoch; a linear phase always runs its epochs.
+        self.stopped_early = (cfg.early_stop and not linear_phase
+                              and state["best_map"] - record["val_map"] > cfg.early_stop_drop)
+        record.update(early_stop=self.stopped_early, time_s=round(time.time() - epoch_start, 2))
+        state["history"].append(record)
+        state["epoch"] = epoch
+        self.checkpoint(epoch, record, improved, linear_phase)
+        print(format_epoch(record, state, cfg.total_epochs))
+        if self.stopped_early:
+            print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
+                  f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
+
+    def checkpoint(self, epoch, record, improved, linear_phase):
+        """last.pt, then best.pt where the epoch improved, then the log line."""
+        estimate, prior = self.label_estimate, self.training_prior
+        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scaler": self.scaler.state_dict(), "labels_obs": self.labels_obs,
+                     "label_estimate": None if estimate is None else estimate.state_dict(),
+                     "training_prior": None if prior is None else prior.state_dict(),
+                     "state": self.state}, self.paths["last"])
+        # After last.pt, which already names this epoch as the best and holds its weights: a kill
+        # before this write is repaired from last.pt on --resume (reconcile_best_checkpoint).
+        if improved:
+            best = {"model": self.model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}
+            if linear_phase:        # Cole et al.'s linear phase: its best head and label estimate
+                best["label_estimate"] = None if estimate is None else estimate.state_dict()
+            save_atomic(best, self.paths["best_linear" if linear_phase else "best"])
+        if distributed.is_main():
+            with open(os.path.join(self.cfg.run_dir, "log.jsonl"), "a") as log:
+                log.write(json.dumps(record) + "\n")
+
+    def finish(self):
+        """The best epoch's weights on the test set; results.json."""
+        cfg, state, model = self.cfg, self.state, self.model
+        distributed.barrier()                           # best.pt is written by the main process
+        # --num_epochs 0: Cole et al.'s linear phase alone, whose best epoch is the run's.
+        best_path = self.paths["best_linear" if cfg.num_epochs == 0 else "best"]
+        best = torch.load(best_path, map_location=self.device, weights_only=True)
+        if best["epoch"] != state["best_epoch"]:        # reconcile_best_checkpoint makes this unreachable
+            raise UserError(f"{best_path} holds epoch {best['epoch']} but last.pt names epoch {state['best_epoch']} "
+                            f"as the best: the run folder is inconsistent; rerun with --overwrite")
+        model.load_state_dict(best["model"])
+        test = evaluate(model, self.loaders["test"], self.splits["test"], self.device, "test",
+                        datasets.load_class_groups(cfg.data_dir, self.num_classes), cfg.amp,
+                        cfg.ap_without_positive == "skip")
+        results = {"test_map": test["map"], **{f"test_{k}": v for k, v in test.items() if k != "map"},
+                   **run_summary(cfg, state, self.stopped_early, round(time.time() - self.start, 1))}
+        results.update(per_class_results(model, self.loaders, self.splits, self.class_names, self.device, cfg.run_dir))
+        if self.training_prior is not None:
+            # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
+            if distributed.is_main():
+                np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), self.training_prior.mean())
+            results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
+        save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
+        print(f"Test mAP {test['map']:.2f} with the weights of epoch {state['best_epoch']} "
+              f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
+        return results
+
+
+def load_data(cfg, resume, device):
+    """The run folder, the demo's caches and the three splits; (splits, cfg with k_hat resolved)."""
     if cfg.sync_bn and device.type != "cuda":
         raise UserError("--sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     prepare_run_dir(cfg, resume)
@@ -498,63 +714,26 @@ def run(cfg, resume=False):
         if len(split) < distributed.world_size():
             raise UserError(f"the {name} split has {len(split)} images, fewer than the "
                             f"{distributed.world_size()} processes")
-    num_classes = splits["train"].labels_obs.shape[1]
     cfg = resolve_expected_positives(cfg, splits["train"])
-    print(f"{cfg.dataset}: {num_classes} classes; train {len(splits['train'])}, val {len(splits['val'])}, "
-          f"test {len(splits['test'])} images; device {device}"
+    print(f"{cfg.dataset}: {splits['train'].labels_obs.shape[1]} classes; train {len(splits['train'])}, val "
+          f"{len(splits['val'])}, test {len(splits['test'])} images; device {device}"
           + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
-    prior = None
-    if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
-        source = csl_prior_file(cfg, resume)        # two_stage: trains the prior model first
-        prior = torch.as_tensor(csl_prior(cfg, splits["train"].labels_obs, source, cfg.run_dir),
-                                dtype=torch.float32, device=device)
+    return splits, cfg
 
-    seed_everything(cfg.seed)
+
+def build_training_model(cfg, num_classes, device):
+    """The run's model from its config (``models.build_from_config``) on ``device``."""
     weights = ensure_demo_backbone() if cfg.weights == "demo" else cfg.weights     # cached by now: a path
-    model = build_model(cfg.arch, num_classes, weights, cfg.image_size, cfg.boostlu_alpha).to(device)
+    model = build_from_config(cfg, num_classes, weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and distributed.world_size() > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
-    # The method's state (ROLE's label estimate, APL's pseudo-labels), saved in last.pt as "label_estimate".
-    method = methods.get(cfg.mod_scheme)
-    label_estimate = (None if method.make_state is None
-                      else method.make_state(splits["train"], cfg).to(device))
-    trained_state = label_estimate if method.state_trains else None      # APL's pseudo-labels do not train
-    labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8, device=device)
-    labels_true = (None if splits["train"].labels is None
-                   else torch.as_tensor(splits["train"].labels, device=device).bool())
-    # CSL in any other mode is a prior model (stage 1 of two_stage): the mean of its training predictions.
-    training_prior = (TrainingPrior(num_classes, device)
-                      if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective" else None)
-    shuffle = torch.Generator()
-    loaders = {"train": make_loader(splits["train"], cfg, train=True, generator=shuffle),
-               "val": make_loader(splits["val"], cfg, train=False),
-               "test": make_loader(splits["test"], cfg, train=False)}
+    return model
 
-    ckpt_path, best_path = (os.path.join(cfg.run_dir, n) for n in ("last.pt", "best.pt"))
-    linear_best_path = os.path.join(cfg.run_dir, "best_linear.pt")
-    state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
-    ckpt = (torch.load(ckpt_path, map_location=device, weights_only=True)
-            if resume and os.path.exists(ckpt_path) else None)
-    # The optimizer of the phase that wrote the checkpoint (Cole et al.'s LinearInit has two).
-    optimizer = build_optimizer(model, cfg, trained_state,
-                                cfg.linear_phase(max(ckpt["state"]["epoch"], 1) if ckpt else 1))
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        labels_obs.copy_(ckpt["labels_obs"])
-        if label_estimate is not None:
-            label_estimate.load_state_dict(ckpt["label_estimate"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if training_prior is not None:
-            training_prior.load_state_dict(ckpt["training_prior"])
-        state = ckpt["state"]
-        in_linear_phase = cfg.linear_phase(max(state["epoch"], 1))
-        reconcile_best_checkpoint(linear_best_path if in_linear_phase else best_path, state, ckpt["model"],
-                                  {"label_estimate": ckpt["label_estimate"]} if in_linear_phase else {})
-        print(f"Resuming {cfg.run_dir} after epoch {state['epoch']}")
+
+def check_resumed_config(cfg, resume):
+    """--resume with other settings than the interrupted run's config.json is refused."""
     config_path = os.path.join(cfg.run_dir, "config.json")
     if resume and os.path.exists(config_path):
         with open(config_path) as f:
@@ -563,135 +742,22 @@ def run(cfg, resume=False):
         if changed:
             raise UserError(f"--resume with other settings than the interrupted run: {changed} "
                             f"(saved, now); rerun with the same arguments")
-    save_atomic(dataclasses.asdict(cfg), config_path)
-    save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
-    # predict.py reads the class names from the run folder, so it needs no data folder.
-    class_names = analysis.load_class_names(cfg.data_dir, num_classes)
-    save_atomic(class_names, os.path.join(cfg.run_dir, "class_names.json"))
-    if distributed.is_main():
-        with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:   # rewritten from the checkpoint
-            log.writelines(json.dumps(record) + "\n" for record in state["history"])
 
-    recorder = None
-    if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
-        recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
-                                             splits["train"].labels_obs, splits["train"].labels,
-                                             splits["train"].images, cfg.record_losses,
-                                             cfg.record_labels_for, resume)
 
-    stopped_early = any(r.get("early_stop") for r in state["history"])
-    cached_features = None    # LinearInit's frozen phase: the backbone's features, computed once
-    # Cole et al.'s linear phase draws batches of --linear_init_bsize (the image loader's are --bsize).
-    linear_batches = (datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(splits["train"]), shuffle),
-                                              cfg.linear_init_bsize, distributed.rank(), distributed.world_size())
-                      if cfg.separate_linear_phase else loaders["train"].batch_sampler)
-    net, net_frozen = None, None
-    start = time.time()
-    for epoch in range(state["epoch"] + 1, cfg.total_epochs + 1):
-        if stopped_early:
-            break
-        if cfg.separate_linear_phase and epoch == cfg.linear_init_epochs + 1:
-            # Cole et al. fine-tune from the linear phase's best epoch (head and ROLE's estimate) as a new
-            # run: a fresh optimizer, and model selection over the fine-tuning epochs only. LL-Cp's
-            # corrections of the linear phase stay: they are the run's labels, not the model's.
-            best_linear = torch.load(linear_best_path, map_location=device, weights_only=True)
-            model.load_state_dict(best_linear["model"])
-            if label_estimate is not None:
-                label_estimate.load_state_dict(best_linear["label_estimate"])
-            optimizer = build_optimizer(model, cfg, trained_state)
-            state.update(linear_best_map=state["best_map"], linear_best_epoch=state["best_epoch"],
-                         best_map=-math.inf, best_epoch=0)
-            net = None
-        epoch_start = time.time()
-        torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        shuffle.manual_seed(epoch_seed(cfg.seed, epoch))
-        frozen = cfg.frozen_backbone(epoch)
-        if net is None or frozen != net_frozen:     # a new phase: what trains and how it runs
-            model.freeze_backbone(frozen)
-            net, net_frozen = training_net(model.head if frozen else model, cfg, device), frozen
-        if frozen and cached_features is None:
-            cached_features = CachedFeatureBatches(cache_backbone_features(model, splits["train"], cfg, device),
-                                                   linear_batches)
-        if not frozen:
-            cached_features = None
-        linear_phase = cfg.linear_phase(epoch)
-        record = {"epoch": epoch, "frozen_backbone": frozen}
-        if cfg.separate_linear_phase:
-            record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
-        record.update(train_one_epoch(net, cached_features if frozen else loaders["train"], optimizer, labels_obs,
-                                      labels_true, cfg, cfg.phase_epoch(epoch), device, label_estimate, prior,
-                                      recorder, scaler, training_prior))
-        distributed.broadcast_buffers(model)
-        if method.after_epoch is not None:          # APL: pseudo-labels from the model's predictions
-            method.after_epoch(label_estimate, epoch, cfg, labels_obs, lambda: predict(
-                model, make_loader(splits["train"], cfg, train=False), device, "pseudo-labels", cfg.amp))
-        if recorder is not None:
-            recorder.flush()
-        if method.writes_labels:
-            record.update(correction_totals(state["history"] + [record]))
-        record["val_map"] = evaluate(model, loaders["val"], splits["val"], device, f"epoch {epoch} val",
-                                     amp=cfg.amp, skip_without_positive=cfg.ap_without_positive == "skip")["map"]
-
-        improved = record["val_map"] > state["best_map"]
-        if improved:
-            state.update(best_map=record["val_map"], best_epoch=epoch)
-        # Cole et al.'s protocol runs every epoch; a linear phase always runs its epochs.
-        stopped_early = (cfg.early_stop and not linear_phase
-                         and state["best_map"] - record["val_map"] > cfg.early_stop_drop)
-        record.update(early_stop=stopped_early, time_s=round(time.time() - epoch_start, 2))
-        state["history"].append(record)
-        state["epoch"] = epoch
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "labels_obs": labels_obs,
-                     "label_estimate": None if label_estimate is None else label_estimate.state_dict(),
-                     "training_prior": None if training_prior is None else training_prior.state_dict(),
-                     "state": state}, ckpt_path)
-        # After last.pt, which already names this epoch as the best and holds its weights: a kill
-        # before this write is repaired from last.pt on --resume (reconcile_best_checkpoint).
-        if improved:
-            best = {"model": model.state_dict(), "epoch": epoch, "val_map": record["val_map"]}
-            if linear_phase:        # Cole et al.'s linear phase: its best head and label estimate
-                best["label_estimate"] = None if label_estimate is None else label_estimate.state_dict()
-            save_atomic(best, linear_best_path if linear_phase else best_path)
-        if distributed.is_main():
-            with open(os.path.join(cfg.run_dir, "log.jsonl"), "a") as log:
-                log.write(json.dumps(record) + "\n")
-        print(format_epoch(record, state, cfg.total_epochs))
-        if stopped_early:
-            print(f"Early stop: val mAP fell more than {cfg.early_stop_drop} points below the best "
-                  f"({state['best_map']:.2f} at epoch {state['best_epoch']})")
-
-    distributed.barrier()                           # best.pt is written by the main process
-    best = torch.load(best_path, map_location=device, weights_only=True)
-    if best["epoch"] != state["best_epoch"]:        # reconcile_best_checkpoint makes this unreachable
-        raise UserError(f"{best_path} holds epoch {best['epoch']} but last.pt names epoch {state['best_epoch']} "
-                        f"as the best: the run folder is inconsistent; rerun with --overwrite")
-    model.load_state_dict(best["model"])
-    test = evaluate(model, loaders["test"], splits["test"], device, "test",
-                    datasets.load_class_groups(cfg.data_dir, num_classes), cfg.amp,
-                    cfg.ap_without_positive == "skip")
-    test_map = test["map"]
-    results = {"test_map": test_map, **{f"test_{k}": v for k, v in test.items() if k != "map"},
-               "best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
-               "epochs_run": state["epoch"], "stopped_early": stopped_early,
-               "train_time_s": round(time.time() - start, 1), "dataset": cfg.dataset,
-               "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel, "expected_num_pos": cfg.expected_num_pos,
-               "train_set_variant": cfg.train_set_variant, "train_mode": cfg.train_mode, "seed": cfg.seed,
-               "protocol": cfg.protocol, "bsize": cfg.bsize, "lr": cfg.lr}
+def run_summary(cfg, state, stopped_early, train_time_s):
+    """What results.json records of the run besides its test scores (the collector reads these)."""
+    summary = {"best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
+               "epochs_run": state["epoch"], "stopped_early": stopped_early, "train_time_s": train_time_s,
+               "dataset": cfg.dataset, "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,
+               "expected_num_pos": cfg.expected_num_pos, "train_set_variant": cfg.train_set_variant,
+               "train_mode": cfg.train_mode, "seed": cfg.seed, "protocol": cfg.protocol, "bsize": cfg.bsize,
+               "lr": cfg.lr}
     if cfg.train_mode == "linear_init":
-        results["linear_init_style"] = cfg.linear_init_style
+        summary["linear_init_style"] = cfg.linear_init_style
     if cfg.separate_linear_phase:
-        results.update(linear_best_epoch=state["linear_best_epoch"], linear_best_val_map=state["linear_best_map"])
-    results.update(per_class_results(model, loaders, splits, class_names, device, cfg.run_dir))
-    if training_prior is not None:
-        # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
-        if distributed.is_main():
-            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), training_prior.mean())
-        results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
-    save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
-    print(f"Test mAP {test_map:.2f} with the weights of epoch {state['best_epoch']} "
-          f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
-    return results
+        summary.update(linear_best_epoch=state.get("linear_best_epoch", state["best_epoch"]),
+                       linear_best_val_map=state.get("linear_best_map", state["best_map"]))
+    return summary
 
 
 def per_class_results(model, loaders, splits, class_names, device, run_dir):

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import analysis  # noqa: E402  (after the repository is on the path)
 import datasets  # noqa: E402
 from errors import UserError  # noqa: E402
-from models import build_model  # noqa: E402
+import models  # noqa: E402
 
 import matplotlib  # noqa: E402
 matplotlib.use("Agg")
@@ -154,12 +154,11 @@ def pointing_one_run(run_dir, device, num_overlays):
     if not os.path.isfile(best):
         raise UserError(f"{best} is missing: the run has not finished an epoch")
     state = torch.load(best, map_location="cpu", weights_only=True)["model"]
-    model = build_model(config["arch"], state["head.weight"].shape[0], "none", config["image_size"],
-                        config.get("boostlu_alpha"))
+    model = models.build_from_config(config, state["head.weight"].shape[0], source=os.path.join(run_dir, "config.json"))
     if not model.has_feature_map:
         raise UserError(f"{run_dir}: {config['arch']} has no spatial feature map, so no class activation map "
                         f"and no pointing game (use a ResNet or convnext_tiny run)")
-    model.load_state_dict(state)
+    models.load_weights(model, state, best)
     model.to(device).eval()
     size = config["image_size"]
     loader = torch.utils.data.DataLoader(

@@ -14,6 +14,7 @@ import torch.nn as nn
 import datasets
 import distributed
 import main
+import models
 import train
 from config import build_config, get_args_parser
 from errors import UserError
@@ -166,7 +167,7 @@ def test_torchrun_cli_linear_init(demo_args, tmp_path):
         assert ((final == 1) & (initial == 0)).sum().item() == log[-1]["num_corrected_total"] > 0
 
     results = json.loads((tmp_path / "two" / "results.json").read_text())
-    model = train.build_model(cfg.arch, 12, "none")
+    model = models.build_model(cfg.arch, 12, "none")
     model.load_state_dict(torch.load(tmp_path / "two" / "best.pt", weights_only=True)["model"])
     for split, reported in (("test", results["test_map"]), ("val", results["best_val_map"])):
         mine = train.evaluate(model, train.make_loader(splits[split], cfg, train=False), splits[split], "cpu")

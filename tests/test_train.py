@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import main
+import models
 import train
 from config import build_config, get_args_parser
 
@@ -59,7 +60,7 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
         + ["--num_workers", "2"]))
     splits = train.datasets.load_splits(cfg)
     torch.manual_seed(0)
-    model = train.build_model(cfg.arch, 12, "none")
+    model = models.build_model(cfg.arch, 12, "none")
     optimizer = train.build_optimizer(model, cfg)
     labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
     initial = labels_obs.clone()
@@ -124,7 +125,7 @@ def test_bf16_autocast_keeps_the_loss_and_the_modified_entries():
     """--amp bf16 runs the model in bfloat16, but the LL selection and loss run in fp32: on a
     random batch the loss moves by under 1 % and at most 2 of the 24 selected entries swap."""
     torch.manual_seed(0)
-    model = train.build_model("resnet18", 12, "none").eval()
+    model = models.build_model("resnet18", 12, "none").eval()
     images = torch.randn(16, 3, 32, 32)
     obs = torch.zeros(16, 12, dtype=torch.int8)
     obs[torch.arange(16), torch.arange(16) % 12] = 1
@@ -143,7 +144,7 @@ def test_scores_under_bf16_autocast_are_fp32_not_quantised():
     its features: not on bf16's grid (8 significant bits), and equal to a float64 head on the same
     features within the fp32 rounding bound of a dot product of C terms, gamma_{C+1} * sum |w_i f_i| + |b|."""
     torch.manual_seed(0)
-    model = train.build_model("resnet18", 3, "none")
+    model = models.build_model("resnet18", 3, "none")
     images = torch.randn(24, 3, 32, 32)
     loader = [(images[:16], torch.arange(16)), (images[16:], torch.arange(16, 24))]
     scores = torch.from_numpy(train.predict(model, loader, "cpu", amp="bf16"))       # (24, 3)
@@ -174,7 +175,7 @@ def test_boostlu_scores_under_bf16_autocast_are_the_boosted_fp32_head():
     """BoostLU's head reads the feature map, so its fp32 scores are the boosted CAM's mean computed
     in float64 from the bf16 feature map, not the plain head on pooled features."""
     torch.manual_seed(0)
-    model = train.build_model("resnet18", 3, "none", boostlu_alpha=5.0)
+    model = models.build_model("resnet18", 3, "none", boostlu_alpha=5.0)
     images = torch.randn(8, 3, 32, 32)
     scores = torch.from_numpy(train.predict(model, [(images, torch.arange(8))], "cpu", amp="bf16")).double()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import main
+import models
 import train
 from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
@@ -34,7 +35,7 @@ def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_pa
         "--train_mode", "linear_init", "--linear_init_epochs", "2", "--optimizer", "sgd")))
     splits = train.datasets.load_splits(cfg)
     torch.manual_seed(0)
-    reference = train.build_model(cfg.arch, 12, "none")
+    reference = models.build_model(cfg.arch, 12, "none")
     reference.backbone.train()                 # BatchNorm statistics must not move in the frozen phase
     results = {}
     for path in ("images", "cached"):

@@ -166,8 +166,10 @@ def cole_runs(base, dataset, flags, search, seed, linear_search):
     seed_flags = ["--seed", str(seed)]
     linear = {f"{base}_linear_{_pair(b, lr)}_s{seed}": ["--linear_init_lr", str(lr), "--linear_init_bsize", str(b)]
               for b, lr in grid} if linear_search else {}
-    runs = [Run(name, dataset, [*flags, *pair_flags, *seed_flags], fixed=["--num_epochs", "0"])
-            for name, pair_flags in linear.items()]
+    # A linear-only run trains no fine-tuning epoch, but --protocol cole requires a --lr: the linear
+    # pair as --bsize / --lr too, so its config.json records the pair it ran.
+    runs = [Run(name, dataset, [*flags, "--bsize", pair[3], "--lr", pair[1], *pair, *seed_flags],
+                fixed=["--num_epochs", "0"]) for name, pair in linear.items()]
     after = BestOf(linear, "after linear search") if linear else None
     runs += [Run(f"{base}_{_pair(b, lr)}_s{seed}", dataset, [*flags, "--bsize", str(b), "--lr", str(lr), *seed_flags],
                  after=after) for b, lr in grid]

@@ -63,7 +63,8 @@ def test_linear_init_search_before_fine_tuning(tmp_path, capsys):
     wan = [c for c in commands if "--mod_scheme WAN " in c]
     assert [c.split("--exp_name ")[1].split()[0] for c in wan[:2]] == [
         "pascal_WAN_cole_li-cole_linear_b8_lr0.01_s0", "pascal_WAN_cole_li-cole_linear_b8_lr0.001_s0"]
-    assert "--linear_init_lr 0.01 --linear_init_bsize 8 --seed 0" in wan[0] and wan[0].endswith("--num_epochs 0")
+    assert "--bsize 8 --lr 0.01 --linear_init_lr 0.01 --linear_init_bsize 8 --seed 0" in wan[0]
+    assert wan[0].endswith("--num_epochs 0") and "--protocol cole" in wan[0]
     waiting = [c for c in commands if c.startswith("[after linear search] ")]
     assert len(waiting) == 16 and {c.split("--mod_scheme ")[1].split()[0] for c in waiting} == {"WAN", "EPR"}
     assert all("--linear_init_lr <best> --linear_init_bsize <best> " in c for c in waiting)

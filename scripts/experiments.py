@@ -176,7 +176,8 @@ def cole_runs(base, dataset, flags, search, seed, linear_search):
     return runs
 
 
-def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: (), linear_init_style_of=lambda p: None):
+def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: (),
+                  linear_init_style_of=lambda protocol: None):
     """The runs of table rows, each under its ROW_PROTOCOLS protocol, named as the module says: one
     run per dataset and seed for an LL row; a Cole row, one per (bsize, lr) of ``search`` (a dict like
     config.COLE_SEARCH), of which the collector keeps the best on val mAP. ``extra_of(protocol)``: more

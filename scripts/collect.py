@@ -140,53 +140,68 @@ def mean_std(values):
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} (n={len(values)})"
 
 
+def _rank(label):
+    """The paper's order of rows; others after them, by name."""
+    return (METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER), label)
+
+
 def _order(labels):
-    return sorted(labels, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    return sorted(labels, key=_rank)
 
 
 def how_run(record):
     """The protocol a run trained under ('ll' for run folders older than --protocol), and its
-    LinearInit style."""
+    LinearInit style: read from the run's own record, so that runs of different kinds never share a
+    row, whatever their folder names."""
     protocol = record.get("protocol", "ll")
     if record.get("train_mode") == "linear_init":
         protocol += f", LinearInit {record.get('linear_init_style', 'within')}"
     return protocol
 
 
+def linear_only(record):
+    """A run of the LinearInit linear-only search (Cole et al.'s linear phase, --num_epochs 0): it
+    only picks the linear-phase pair of the fine-tuning runs and is no row of a table."""
+    return record.get("train_mode") == "linear_init" and record.get("num_epochs") == 0
+
+
 def select_runs(records):
     """The run reported per row, dataset and seed: where several runs share them (Cole et al.'s
-    search over bsize x lr), the one with the best val mAP, as their train.py reports it. Returns
-    (record, searched) pairs; ``searched``: it was chosen among more than one run."""
+    search over bsize x lr), the one with the best val mAP, as their train.py reports it. A row is a
+    method under one protocol and LinearInit style (how_run). Returns (record, searched) pairs;
+    ``searched``: it was chosen among more than one run. Linear-only runs are left out."""
     groups = defaultdict(list)
     for r in records:
-        groups[(method_label(r), r["train_mode"], r["dataset"], r["seed"])].append(r)
+        if not linear_only(r):
+            groups[(method_label(r), how_run(r), r["train_mode"], r["dataset"], r["seed"])].append(r)
     return [(max(runs, key=lambda r: r["best_val_map"]), len(runs) > 1) for runs in groups.values()]
 
 
 def table_markdown(records, paper=None):
-    """Rows: methods, with the protocol each ran under; per dataset our test mAP (mean ± std over
-    seeds; for a searched row, of the run chosen on val mAP per seed, its bsize and lr in brackets)
-    and the paper's. Datasets with class groups (OpenImages) get a column per group too, ours and
-    the paper's. Rows the paper only quotes (Curriculum, IMCL) are listed with its numbers alone."""
+    """Rows: a method under one protocol (and LinearInit style), shown in the protocol column; per
+    dataset our test mAP (mean ± std over seeds; for a searched row, of the run chosen on val mAP per
+    seed, its bsize and lr in brackets) and the paper's. Datasets with class groups (OpenImages) get
+    a column per group too, ours and the paper's. Rows the paper only quotes (Curriculum, IMCL) are
+    listed with its numbers alone."""
     paper = paper or {}
-    cells = defaultdict(list)                  # (method, dataset, metric) -> values over seeds
-    chosen = defaultdict(set)                  # (method, dataset) -> {(bsize, lr)} of searched rows
-    protocols = defaultdict(set)
+    cells = defaultdict(list)                  # ((method, how), dataset, metric) -> values over seeds
+    chosen = defaultdict(set)                  # ((method, how), dataset) -> {(bsize, lr)} of searched rows
+    records = [r for r in records if not linear_only(r)]
     datasets = [d for d in DATASET_NAMES if any(r["dataset"] == d for r in records)]
     modes = {r["train_mode"] for r in records}
     for r, searched in select_runs(records):
-        label = method_label(r) + (" (LinearInit)" if len(modes) > 1 and r["train_mode"] == "linear_init" else "")
-        protocols[label].add(how_run(r))
+        row = (method_label(r) + (" (LinearInit)" if len(modes) > 1 and r["train_mode"] == "linear_init" else ""),
+               how_run(r))
         if searched:
-            chosen[(label, r["dataset"])].add((r.get("bsize"), r.get("lr")))
+            chosen[(row, r["dataset"])].add((r.get("bsize"), r.get("lr")))
         for key, value in r.items():
             if key == "test_map" or key.startswith("test_map_G"):
-                cells[(label, r["dataset"], key)].append(value)
-    quoted = [m for m in QUOTED if any(d in paper.get(m, {}) for d in datasets)]
-    methods = _order({m for m, _, _ in cells} | set(quoted))
+                cells[(row, r["dataset"], key)].append(value)
+    quoted = [(m, "quoted, no run of ours") for m in QUOTED if any(d in paper.get(m, {}) for d in datasets)]
+    rows = sorted({row for row, _, _ in cells} | set(quoted), key=lambda row: (_rank(row[0]), row[1]))
     header, keys = ["method", "protocol"], []
     for d in datasets:
-        groups = [g for g in GROUPS if any(k == (m, d, f"test_map_{g}") for m in methods for k in cells)]
+        groups = [g for g in GROUPS if any((row, d, f"test_map_{g}") in cells for row in rows)]
         for metric, name in [*((f"test_map_{g}", f" {g}") for g in groups), ("test_map", " all" if groups else "")]:
             header.append(f"{DATASET_NAMES[d]}{name} ours")
             keys.append((d, metric, "ours"))
@@ -194,18 +209,18 @@ def table_markdown(records, paper=None):
                 header.append(f"{DATASET_NAMES[d]}{name} paper")
                 keys.append((d, metric, "paper"))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for m in methods:
-        row = [m, "quoted, no run of ours" if m in quoted else "; ".join(sorted(protocols[m]))]
+    for m, how in rows:
+        line = [m, how]
         for d, metric, source in keys:
             if source == "paper":
                 value = paper.get(m, {}).get(d, {}).get(metric)
-                row.append("-" if value is None else f"{value:.1f}")
+                line.append("-" if value is None else f"{value:.1f}")
                 continue
-            cell = mean_std(cells.get((m, d, metric), []))
-            if cell and metric == "test_map" and chosen.get((m, d)):
-                cell += " [" + ", ".join(f"b{b} lr {lr:g}" for b, lr in sorted(chosen[(m, d)])) + "]"
-            row.append(cell)
-        lines.append("| " + " | ".join(row) + " |")
+            cell = mean_std(cells.get(((m, how), d, metric), []))
+            if cell and metric == "test_map" and chosen.get(((m, how), d)):
+                cell += " [" + ", ".join(f"b{b} lr {lr:g}" for b, lr in sorted(chosen[((m, how), d)])) + "]"
+            line.append(cell)
+        lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines)
 
 

@@ -16,8 +16,9 @@ Hardware:  one GPU with 16 GB or more. Time, estimated from the number of images
            per seed and row about 0.2 GPU-hours for VOC, 1 for COCO, 2.5 for NUS-WIDE, 0.2 for CUB on
            an A100-class GPU: about 4 GPU-hours per row and seed over the 4 datasets, so about 160
            GPU-hours per seed with the search (37 rows' worth), 40 with --cole_bsizes 16 --cole_lrs 1e-4.
-Results:   runs/table2_end_to_end/<dataset>_<method>[_b<bsize>_lr<lr>]_s<seed>/results.json (test_map
-           of the best val epoch). Rerunning skips finished runs and resumes interrupted ones.
+Results:   runs/table2_end_to_end/<dataset>_<method>_<protocol>[_b<bsize>_lr<lr>]_s<seed>/results.json
+           (test_map of the best val epoch; <protocol> ll or cole, b/lr for a Cole search run; the
+           scheme in scripts/experiments.py). Rerunning skips finished runs and resumes interrupted ones.
 Demo:      python scripts/table2_end_to_end.py --demo   (9 runs on a CPU, one search pair, see README)
 """
 import sys
@@ -56,16 +57,21 @@ def table2(argv, doc, save_name, linear_init):
     search = {"bsize": opts.cole_bsizes or ((16,) if opts.demo else config.COLE_SEARCH["bsize"]),
               "lr": opts.cole_lrs or ((1e-4,) if opts.demo else config.COLE_SEARCH["lr"])}
 
-    def extra_of(protocol):
+    def style_of(protocol):
         if not linear_init:
+            return None
+        return "cole" if protocol == "cole" else opts.ll_linear_init_style
+
+    def extra_of(protocol):
+        style = style_of(protocol)
+        if style is None:
             return []
-        style = "cole" if protocol == "cole" else opts.ll_linear_init_style
         epochs = ["--linear_init_epochs", str(opts.linear_init_epochs)] if style == "within" else []
         return ["--train_mode", "linear_init", "--linear_init_style", style, *epochs]
 
     datasets = ["demo"] if opts.demo else opts.datasets
-    return experiments.launch(experiments.protocol_runs(opts.methods, datasets, opts.seeds, search, extra_of),
-                              opts, passthrough)
+    runs = experiments.protocol_runs(opts.methods, datasets, opts.seeds, search, extra_of, style_of)
+    return experiments.launch(runs, opts, passthrough)
 
 
 def main(argv=None):

@@ -50,8 +50,11 @@ def _series(records, key, scale=1.0):
 
 def _figure(num_panels):
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     fig = Figure(figsize=(PANEL_WIDTH * num_panels, PANEL_HEIGHT), dpi=DPI)
     axes = fig.subplots(1, num_panels, squeeze=False)[0]
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # epochs are whole numbers
     return fig, list(axes)
 
 

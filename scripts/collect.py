@@ -7,6 +7,7 @@ Markdown with our mean ± std over seeds beside the paper's numbers, and into it
     python scripts/collect.py sweep runs/figure5 --png figure5.png    # Figure 5 / any delta_rel sweep
     python scripts/collect.py fraction runs/figure6 --png figure6.png # Figure 6
     python scripts/collect.py per_class runs/mine --png per_class.png # test AP per class, methods as columns
+    python scripts/collect.py curves runs/mine/a runs/mine/b --out ab.png  # runs' val mAP and loss per epoch
 
 A table's paper column is chosen from the folder name (or --paper); runs not yet finished are
 left out and counted.
@@ -20,7 +21,8 @@ from collections import defaultdict
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import methods  # noqa: E402  (after the repository is on the path)
+import curves  # noqa: E402  (after the repository is on the path)
+import methods  # noqa: E402
 
 DATASET_NAMES = {"pascal": "VOC", "coco": "COCO", "nuswide": "NUS-WIDE", "cub": "CUB",
                  "openimages": "OpenImages", "demo": "Demo", "custom": "Custom"}
@@ -352,14 +354,34 @@ def plot_fraction(records, png):
           percent_axis=True)
 
 
+def draw_curves(parser, run_dirs, out):
+    """One run: all its panels (curves.draw_run); several: their val mAP and loss on one figure."""
+    missing = [d for d in run_dirs if not os.path.isfile(os.path.join(d, "log.jsonl"))]
+    if missing:
+        parser.error(f"no log.jsonl in {', '.join(missing)}")
+    if len(run_dirs) > 1 and out is None:
+        parser.error("curves of several runs need --out FILE.png")
+    path = curves.draw_run(run_dirs[0], out) if len(run_dirs) == 1 else curves.draw_runs(run_dirs, out)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=("table", "sweep", "fraction", "per_class"))
-    p.add_argument("runs", help="the folder holding the run folders (a script's --save_path)")
+    p.add_argument("kind", choices=("table", "sweep", "fraction", "per_class", "curves"))
+    p.add_argument("runs", nargs="+", help="the folder holding the run folders (a script's --save_path); "
+                   "curves: one or more run folders (each with its log.jsonl)")
     p.add_argument("--paper", choices=tuple(PAPER), default=None,
                    help="which paper numbers to show beside ours (default: from the folder name)")
     p.add_argument("--png", default=None, help="sweep, fraction and per_class: also draw the figure into this PNG file")
+    p.add_argument("--out", default=None, help="curves: the PNG file to draw (default, for one run: "
+                   "RUN/curves.png; several runs need it)")
     opts = p.parse_args(argv)
+    if opts.kind == "curves":
+        return draw_curves(p, opts.runs, opts.out)
+    if len(opts.runs) > 1:
+        p.error(f"{opts.kind} takes one folder of runs")
+    opts.runs = opts.runs[0]
     if not os.path.isdir(opts.runs):
         p.error(f"{opts.runs} is not a folder")
     records = load_runs(opts.runs)

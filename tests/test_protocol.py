@@ -14,6 +14,7 @@ import main
 import train
 from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
+from helpers import interrupt_then_resume
 from models import build_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
@@ -175,20 +176,7 @@ def test_cole_linear_init_runs_two_phases_and_resumes(demo_dir, tmp_path, monkey
     saved = json.loads((tmp_path / "full" / "config.json").read_text())
     assert (saved["linear_init_style"], saved["protocol"], saved["linear_init_bsize"]) == ("cole", "ll", 4)
 
-    real_train_one_epoch = train.train_one_epoch
-    seen = []
-
-    def interrupted_at_fine_tuning(*a, **kw):
-        seen.append(1)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*a, **kw)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_at_fine_tuning)
-    with pytest.raises(KeyboardInterrupt):
-        main.main([*args, "--exp_name", "resumed"])
-    monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
-    assert main.main([*args, "--exp_name", "resumed", "--resume"]) == 0
+    interrupt_then_resume(monkeypatch, args, "resumed", lambda calls, a: calls == 3)   # at fine-tuning
     resumed = [json.loads(line) for line in open(tmp_path / "resumed" / "log.jsonl")]
     strip = lambda records: [{k: v for k, v in r.items() if k != "time_s"} for r in records]  # noqa: E731
     assert strip(resumed) == strip(log)

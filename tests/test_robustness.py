@@ -15,7 +15,7 @@ import main
 import models
 import train
 from data.demo import ensure_demo_dataset
-from helpers import read_log
+from helpers import read_log, scripted_evaluate
 from datasets import Split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,15 +63,8 @@ def test_kill_between_last_and_best_checkpoint_resumes_consistently(demo_args, t
     """Epoch 2 improves (scripted val mAPs 50, 60, 55); the run dies after last.pt and before best.pt
     of epoch 2. On --resume, best.pt, last.pt and results.json agree on epoch 2, with its weights."""
     from config import build_config, get_args_parser
-    val_maps = iter([50.0, 60.0, 55.0])
     tested = []
-
-    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
-                          skip_without_positive=False):
-        if desc == "test":
-            tested.append(model.head.bias.detach().clone())
-            return {"map": 42.0}
-        return {"map": next(val_maps)}
+    evaluate = scripted_evaluate([50.0, 60.0, 55.0], tested)
 
     real_save = train.save_atomic
     last_weights = {}
@@ -83,7 +76,7 @@ def test_kill_between_last_and_best_checkpoint_resumes_consistently(demo_args, t
             last_weights[obj["state"]["epoch"]] = obj["model"]["head.bias"].clone()
         real_save(obj, path)
 
-    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    monkeypatch.setattr(train, "evaluate", evaluate)
     monkeypatch.setattr(train, "save_atomic", dying_save)
     cfg = build_config(get_args_parser().parse_args(demo_args("--num_epochs", "3", "--exp_name", "k")))
     with pytest.raises(Killed):

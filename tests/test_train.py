@@ -9,6 +9,7 @@ import main
 import models
 import train
 from config import build_config, get_args_parser
+from helpers import scripted_evaluate
 
 # 96 official train images: 77 train (batches of 16, 16, 16, 16 and 13) and 19 val; 48 test.
 TRAIN_BATCHES = [16, 16, 16, 16, 13]
@@ -80,15 +81,8 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
 
 def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     """Best val epoch is kept; a drop of more than 3 points stops; test uses the best weights."""
-    val_maps = iter([50.0, 60.0, 58.0, 56.9, 70.0])
     seen_test_weights = []
-
-    def scripted_evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
-                          skip_without_positive=False):
-        if desc == "test":
-            seen_test_weights.append(model.head.bias.detach().clone())
-            return {"map": 42.0}
-        return {"map": next(val_maps)}
+    evaluate = scripted_evaluate([50.0, 60.0, 58.0, 56.9, 70.0], seen_test_weights)
 
     saved = {}
     real_save = train.save_atomic
@@ -98,7 +92,7 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
             saved[obj["epoch"]] = obj["model"]["head.bias"].clone()
         real_save(obj, path)
 
-    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    monkeypatch.setattr(train, "evaluate", evaluate)
     monkeypatch.setattr(train, "save_atomic", recording_save)
     cfg = build_config(get_args_parser().parse_args(
         demo_args("--mod_scheme", "AN", "--num_epochs", "5")))

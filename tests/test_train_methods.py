@@ -11,7 +11,7 @@ import models
 import train
 from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
-from helpers import read_log
+from helpers import interrupt_then_resume, read_log
 
 TINY = ["--arch", "resnet18", "--weights", "none", "--image_size", "32", "--num_workers", "0",
         "--bsize", "8", "--lr", "1e-3"]
@@ -85,18 +85,7 @@ def test_role_estimate_trains_is_saved_and_resumes_across_linear_init(demo_dir, 
     # Observed positives start at probability 0.995: the estimate has been trained since.
     assert not torch.allclose(torch.sigmoid(estimate[observed]), torch.tensor(0.995))
 
-    real_train_one_epoch = train.train_one_epoch
-
-    def interrupted_in_epoch_2(*a, **kw):
-        if a[6] == 2:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*a, **kw)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        main.main([*args, "--exp_name", "resumed"])
-    monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
-    assert main.main([*args, "--exp_name", "resumed", "--resume"]) == 0
+    interrupt_then_resume(monkeypatch, args, "resumed", lambda calls, a: a[6] == 2)    # in epoch 2
     assert read_log(tmp_path / "resumed") == read_log(full_dir)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert torch.equal(resumed["label_estimate"]["logits"], estimate)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import analysis
+import curves
 import datasets
 import distributed
 import losses
@@ -694,6 +695,8 @@ class Training:
                 np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), self.training_prior.mean())
             results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
         save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
+        if distributed.is_main():
+            curves.draw_run(cfg.run_dir)            # curves.png: val mAP, loss, precision of modification
         print(f"Test mAP {test['map']:.2f} with the weights of epoch {state['best_epoch']} "
               f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
         return results

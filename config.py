@@ -403,10 +403,10 @@ def build_config(args):
     """Validate the parsed arguments and derive what follows from them, once."""
     args = resolve_protocol(args)
     alpha = boostlu_alpha(args)
-    options = method_options(args)
     defaults = {**TRAINING_DEFAULTS, **paper_defaults(args.dataset, args.mod_scheme),
                 **methods.method_defaults(args.mod_scheme, args.dataset, alpha is not None)}
     args = argparse.Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}})
+    options = method_options(args)          # after the defaults: its checks read --num_epochs
     if args.delta_rel is None:
         raise UserError(f"no published delta_rel for {args.mod_scheme} on {args.dataset}: pass --delta_rel "
                         f"(percent per epoch; the authors' values are 0.1-0.4)")

@@ -212,10 +212,12 @@ def format_csv(table, simulate=None, test_frac=0.2, split_seed=1200):
 
 
 def _check_nonempty(csv_path, table, splits):
+    """Stop on an empty train or test set, saying what would fill it."""
+    fix = ("its split column needs both train and test rows" if table["split"] is not None
+           else "add rows or change --test_frac")
     for phase, split in splits.items():
         if len(split["images"]) == 0:
-            raise PreparationError(f"{csv_path}: no {'test' if phase == 'val' else 'train'} image; "
-                                   f"{'its split column needs both train and test rows' if table['split'] is not None else 'add rows or change --test_frac'}")
+            raise PreparationError(f"{csv_path}: no {'test' if phase == 'val' else 'train'} image; {fix}")
 
 
 def _image_prefix(root, out):

@@ -187,10 +187,12 @@ def simulate_observed(dataset, root, splits, num_pos, num_neg, seed):
 
 
 def formatted_path(out, phase, kind):
+    """OUT/formatted_<phase>_<kind>, the names datasets.py reads."""
     return os.path.join(out, f"formatted_{phase}_{kind}")
 
 
 def write_class_names(out, class_names):
+    """OUT/class_names.json, making OUT if needed."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "class_names.json"), "w") as f:
         json.dump(class_names, f)

@@ -169,6 +169,20 @@ def get_args_parser():
     p = argparse.ArgumentParser(
         "Large Loss Matters: multi-label learning from partial labels",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _data_flags(p)
+    _method_flags(p)
+    _csl_flags(p)
+    add_method_flags(p)
+    _boostlu_flags(p)
+    _optimisation_flags(p)
+    _model_flags(p)
+    _run_flags(p)
+    _several_gpus_flags(p)
+    _analysis_flags(p)
+    return p
+
+
+def _data_flags(p):
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="coco", choices=DATASETS,
                    help="'demo' is generated on first use (no download); 'custom' reads --data_dir")
@@ -184,6 +198,9 @@ def get_args_parser():
     g.add_argument("--image_size", type=int, default=448, help="images are resized to a square of this side, in pixels")
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes")
 
+
+
+def _method_flags(p):
     g = p.add_argument_group("method")
     g.add_argument("--mod_scheme", default="AN", choices=tuple(methods.REGISTRY),
                    help="; ".join(f"{m.name}: {m.summary}" for m in methods.REGISTRY.values())
@@ -204,6 +221,9 @@ def get_args_parser():
                         "(VOC 1.5, COCO 2.9, NUS-WIDE 1.9, CUB 31.4); elsewhere the mean number of "
                         "positives per image in the training split's full labels (demo, custom)")
 
+
+
+def _csl_flags(p):
     g = p.add_argument_group("class-aware selective loss (--mod_scheme CSL; defaults of the CSL code's README)")
     g.add_argument("--csl_mode", default="selective", choices=losses.CSL_MODES,
                    help="what an unannotated label is: negative, ignored, ignored with per-image "
@@ -227,8 +247,9 @@ def get_args_parser():
                         "(mean, the scale of the other losses); Adam barely notices, SGD's steps are B*K "
                         "times larger with sum")
 
-    add_method_flags(p)
 
+
+def _boostlu_flags(p):
     g = p.add_argument_group(f"BoostLU (any --mod_scheme; {methods.BOOSTLU_CITATION})")
     g.add_argument("--boostlu", action="store_true",
                    help="the head as a 1x1 convolution giving class activation maps whose positive values are "
@@ -239,6 +260,9 @@ def get_args_parser():
                    help=f"the boost, > 0 (implies --boostlu; default {methods.BOOSTLU_DEFAULT_ALPHA:g}, the authors'; "
                         f"1 is the plain model)")
 
+
+
+def _optimisation_flags(p):
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, choices=("adam", "sgd"),
                    help="sgd uses momentum 0.9 and weight decay 1e-3 as upstream. Default: the authors' "
@@ -267,6 +291,9 @@ def get_args_parser():
                    help="training seed (init, shuffling, flips); the observed labels have their own seed "
                         "(1200, fixed when the dataset is prepared)")
 
+
+
+def _model_flags(p):
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="resnet50", choices=ARCHS,
                    help="torchvision backbone. convnext_tiny: its pretrained LayerNorm applied at each position "
@@ -295,6 +322,9 @@ def get_args_parser():
                    help="style cole: the linear phase's batch size. Default: Cole et al.'s (LSAN 8, on NUS-WIDE "
                         "16; ROLE 16, on CUB 8); else --bsize")
 
+
+
+def _run_flags(p):
     g = p.add_argument_group("run")
     g.add_argument("--amp", default="auto", choices=("auto", "none", "bf16", "fp16"),
                    help="mixed precision of the model's forward and backward ('auto': bf16 on CUDA, none on "
@@ -317,6 +347,9 @@ def get_args_parser():
                    help="torch.compile the training forward (compiles first: 13 s for ResNet-18 on a 2-core "
                         "CPU, where it then ran slower than without; not measured on a GPU, see README 'Speed')")
 
+
+
+def _several_gpus_flags(p):
     g = p.add_argument_group("several GPUs (torchrun --nproc_per_node=N main.py ...; README 'Speed')")
     g.add_argument("--loss_scope", default="global", choices=("global", "per_process"),
                    help="global: the loss and its large-loss top-k over the whole --bsize batch, gathered from "
@@ -327,6 +360,9 @@ def get_args_parser():
                    help="BatchNorm statistics over the whole batch (SyncBatchNorm, CUDA only), so N GPUs train as "
                         "one GPU with the whole batch; without it each GPU normalises its own share")
 
+
+
+def _analysis_flags(p):
     g = p.add_argument_group("analysis (paper Section 3.2 and 4.3; analysis.py, scripts/analyze.py)")
     g.add_argument("--record_losses", action="store_true",
                    help="write every training label entry's loss of every epoch to loss_history.npy "
@@ -334,7 +370,6 @@ def get_args_parser():
     g.add_argument("--record_labels_for", type=int, default=0,
                    help="write the per-epoch label states of the first N training images to "
                         "label_trajectories.npy, for Fig. 3")
-    return p
 
 
 def add_method_flags(parser):

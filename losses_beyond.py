@@ -1,9 +1,12 @@
 """Losses of single-positive methods published after Large Loss Matters, under the same protocol:
-EM and EM+APL (Zhou et al., ECCV 2022) and GR-Loss (Chen et al., IJCAI 2024).
+EM and EM+APL (Zhou et al., ECCV 2022), GR-Loss (Chen et al., IJCAI 2024), and the two that learn
+from vision-language pseudo-labels, VLPL (Xing et al., CVPR 2024 workshops) and AEVLP's GPR loss
+with DAMP pseudo-labels (ICCV 2025).
 
 Label semantics as everywhere: -1 observed negative, 0 unobserved, +1 observed positive. Every loss
 matrix is averaged over all B*K entries, as the authors' code does. Each formula was checked
-against the authors' code (Correr-Zhou/SPML-AckTheUnknown, yan4xi1/GRLoss); the equations are
+against the authors' code (Correr-Zhou/SPML-AckTheUnknown, yan4xi1/GRLoss, mvrl/VLPL,
+Fsoft-AIC/AEVLP); the equations are
 numbered in each docstring (E1, G1, ...) and the paper's section is named beside them.
 """
 import math
@@ -13,7 +16,7 @@ import torch
 import torch.nn as nn
 
 EM_LOG_EPSILON = 1e-5        # the EM code's -log(x + 1e-5)
-GR_LOG_EPSILON = 1e-7        # the GR-Loss code's -log(x + 1e-7)
+GR_LOG_EPSILON = 1e-7        # the GR-Loss code's -log(x + 1e-7), and AEVLP's
 
 
 def _neg_log(x, eps):
@@ -185,3 +188,110 @@ def gr_loss(logits, label_vec_obs, w, b, mu, sigma, q2=0.01, q3=1.0):
     loss = torch.where(label_vec_obs == 1, _neg_log(p, GR_LOG_EPSILON),
                        torch.where(label_vec_obs == -1, gr_negative_part(p, q3), unobserved_term))
     return loss.mean(), torch.zeros_like(label_vec_obs, dtype=torch.bool)
+
+
+# ------------------------------------------------------------------ vision-language pseudo-labels
+
+class FixedPseudoLabels(nn.Module):
+    """VLPL's and AEVLP's state: the positive pseudo-labels of the training images, made once from
+    the zero-shot scores (zero_shot.py) and never changed. A buffer, saved with the checkpoint."""
+
+    def __init__(self, positive):
+        super().__init__()
+        self.register_buffer("positive", torch.as_tensor(np.asarray(positive), dtype=torch.bool))
+
+    def forward(self, idx):
+        """(B, K) bool: the pseudo-positive entries of the images with training-set row indices ``idx``."""
+        return self.positive[idx]
+
+
+def vlpl_pseudo_labels(global_scores, threshold):
+    """(V1) VLPL's positive pseudo-labels: the classes whose zero-shot score of the whole image (a
+    softmax over the classes of CLIP's image-text similarities at temperature 0.01) exceeds
+    ``threshold`` (the authors: 0.3). Their code's negative pseudo-labels are commented out."""
+    return torch.as_tensor(global_scores) > threshold
+
+
+def vlpl_loss(logits, label_vec_obs, pseudo_positive, alpha, beta_pos, pseudo_target=0.9):
+    """VLPL's loss (Xing et al., "VLPL: Vision Language Pseudo Labels for Multi-label Learning with
+    Single Positive Labels", CVPR 2024 workshops, Sec. 3; the authors' losses.loss_EM_PL), with
+    p = sigmoid(x) and l(q) = -log(q + 1e-5):
+      (V2) observed positive: l(p)
+      (V3) unobserved and pseudo-positive: beta_pos * (0.9 l(p) + 0.1 l(1 - p)), a label-smoothed BCE
+      (V4) other unobserved: -alpha * H(p), EM's entropy maximisation (``em_loss``, E2)
+      (V5) observed negative: l(1 - p) (none in the single-positive setting; the authors' code gives 0)
+
+    Args:
+        logits: (B, K); label_vec_obs: (B, K) in {-1, 0, +1}.
+        pseudo_positive: (B, K) bool (``vlpl_pseudo_labels``).
+        alpha: entropy weight (VOC 0.2, COCO and NUS-WIDE 0.1, CUB 0.01); beta_pos: 0.7.
+    Returns:
+        loss: scalar, mean over B*K.
+        pseudo: (B, K) bool, the unobserved entries taken as positive.
+    """
+    p = torch.sigmoid(logits.float())
+    pos_term, neg_term = _neg_log(p, EM_LOG_EPSILON), _neg_log(1 - p, EM_LOG_EPSILON)
+    pseudo = (label_vec_obs == 0) & pseudo_positive
+    unobserved = torch.where(pseudo, beta_pos * (pseudo_target * pos_term + (1 - pseudo_target) * neg_term),
+                             -alpha * (p * pos_term + (1 - p) * neg_term))
+    loss = torch.where(label_vec_obs == 1, pos_term, torch.where(label_vec_obs == -1, neg_term, unobserved))
+    return loss.mean(), pseudo
+
+
+def damp_pseudo_labels(global_scores, crop_max, crop_min, label_vec_obs, eta, threshold, top_k):
+    """AEVLP's Dynamic Augmented Multi-focus Pseudo-labelling (DAMP; ICCV 2025, Sec. 3.3; the authors'
+    utils.get_pseudo_labels), from zero-shot scores of the whole image and of its grid of crops
+    (each a softmax over the classes):
+      (A1) eta_i = min(max_k s_ik y_ik, eta): the whole image's score of its observed positive,
+           capped at ``eta`` (y in {-1, 0, +1}, as their code multiplies it)
+      (A2) s_agg = max over crops where that exceeds eta_i, else min over crops
+      (A3) s = (s_global + s_agg) / 2
+      (A4) positive pseudo-labels: the ``top_k`` classes of s with s >= ``threshold``.
+    (Their negative pseudo-labels write zeros where zeros are, so none result; none here.)
+
+    Args:
+        global_scores, crop_max, crop_min: (N, K) float.
+        label_vec_obs: (N, K) in {-1, 0, +1}.
+        eta: cap of the dynamic threshold (VOC 0, COCO and NUS-WIDE 0.3, CUB 0.005).
+        threshold: VOC and COCO 0.5, NUS-WIDE 0.6, CUB 0.005; top_k: 3, CUB 32.
+    Returns:
+        (N, K) bool.
+    """
+    s_global, s_max, s_min = (torch.as_tensor(a, dtype=torch.float32) for a in (global_scores, crop_max, crop_min))
+    observed = torch.as_tensor(np.asarray(label_vec_obs), dtype=torch.float32)
+    eta_i = torch.clamp((s_global * observed).max(dim=1, keepdim=True).values, max=eta)
+    s = (s_global + torch.where(s_max > eta_i, s_max, s_min)) / 2
+    values, indices = torch.topk(s, k=min(top_k, s.shape[1]), dim=1)
+    return torch.zeros_like(s, dtype=torch.bool).scatter_(1, indices, values >= threshold)
+
+
+def gpr_loss(logits, label_vec_obs, pseudo_positive, w, b, mu, sigma, q2, q3, lam, rho, reg, expected_num_pos):
+    """AEVLP's Generalized Pseudo-label Robust loss (GPR; ICCV 2025, Sec. 3.2; the authors' losses.GPR_loss):
+    GR-Loss (``gr_loss``, G7) where a positive pseudo-label is given, with k and v on the detached p:
+      (P1) observed positive: l(p), l(q) = -log(q + 1e-7)
+      (P2) unobserved and pseudo-positive: (1 - v') (rho l(p) + (1 - rho) l(1 - p)),
+           v' = v(p) clamped to [1 - lam1, 1 - lam2]
+      (P3) other unobserved: v(p) [k(p) L2(p) + (1 - k(p)) L3(p)], as GR-Loss
+      (P4) observed negative: v(p) l(1 - p)
+      (P5) plus reg * (sum_k p_k - k_hat)^2 / K^2, averaged over the batch before squaring (EPR's
+           regulariser, scaled by 1/K^2 as their code).
+
+    Args:
+        logits: (B, K); label_vec_obs: (B, K) in {-1, 0, +1}; pseudo_positive: (B, K) bool.
+        w, b, mu, sigma: this epoch's schedule (``gr_schedule``); q2, q3: as GR-Loss.
+        lam: (lam1, lam2); rho: 0.9; reg: VOC 0.05, COCO and NUS-WIDE 0.001, CUB 0.01.
+        expected_num_pos: k_hat (VOC 1.5, COCO 2.9, NUS-WIDE 1.9, CUB 31.4).
+    Returns:
+        loss: scalar; pseudo: (B, K) bool, the unobserved entries taken as positive.
+    """
+    p = torch.sigmoid(logits.float())
+    p_fixed = p.detach()
+    k, v = gr_pseudo_label(p_fixed, w, b), gr_weight(p_fixed, mu, sigma)
+    pos_term, neg_term = _neg_log(p, GR_LOG_EPSILON), _neg_log(1 - p, GR_LOG_EPSILON)
+    pseudo = (label_vec_obs == 0) & pseudo_positive
+    v_pseudo = torch.clamp(v, min=1 - lam[0], max=1 - lam[1])
+    unobserved = torch.where(pseudo, (1 - v_pseudo) * (rho * pos_term + (1 - rho) * neg_term),
+                             v * (k * gr_positive_part(p, q2) + (1 - k) * gr_negative_part(p, q3)))
+    loss = torch.where(label_vec_obs == 1, pos_term, torch.where(label_vec_obs == -1, v * neg_term, unobserved))
+    regulariser = (p.sum(dim=1).mean() - expected_num_pos) ** 2 / p.shape[1] ** 2
+    return loss.mean() + reg * regulariser, pseudo

@@ -10,10 +10,13 @@ its state (an ``nn.Module`` mapping row indices to (B, K) tensors) and end-of-ep
 """
 import dataclasses
 import math
+import os
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
+import analysis
 import losses
 import losses_beyond
 
@@ -62,6 +65,7 @@ class Method:
     schedule: Callable = None   # (epoch, cfg) -> dict of this epoch's hyperparameters, for the log
     script_flags: Callable = None  # dataset -> main.py flags of the method's rows in the table scripts
     validate: Callable = None   # (options, args) -> None, or the message of a combination that cannot work
+    scores: str = None          # the zero-shot score file it reads (zero_shot.MODES), made by scripts/zero_shot_scores.py
     paper_row: bool = True      # a row of the LL paper's tables (else added to scripts by name)
     published: dict = dataclasses.field(default_factory=dict)   # dataset -> published test mAP
 
@@ -268,6 +272,131 @@ register(Method("GR-Loss", _gr, "generalized robust loss: soft pseudo-labels and
                 settings=lambda dataset: dict(optimizer="adam", lr=1e-5, bsize=8, num_epochs=8, early_stop_drop=2.0),
                 schedule=gr_schedule,
                 paper_row=False, published={"pascal": 89.8, "coco": 73.2, "nuswide": 49.1}))
+
+
+# ------------------------------------------------------------------ vision-language pseudo-labels
+
+SCORES = Flag("zero_shot_scores", "the zero-shot score file (.npz, its .json beside it) of scripts/zero_shot_scores.py. "
+              "Default: <data_dir>/zero_shot_vlpl.npz for VLPL, zero_shot_damp.npz for AEVLP", type=str, metavar="FILE")
+
+
+def _scores(mode, split, cfg):
+    """The zero-shot scores of the training split's images (the rows of formatted_train_images.npy it
+    holds), checked against the run's dataset, class list and image count."""
+    import zero_shot      # open_clip stays unimported unless a method reads scores
+    num_images = len(np.load(os.path.join(cfg.data_dir, "formatted_train_images.npy")))
+    names = analysis.load_class_names(cfg.data_dir, split.labels_obs.shape[1])
+    scores = zero_shot.load_scores(cfg.data_dir, mode, cfg.dataset, names, num_images,
+                                   path=cfg.method_options["zero_shot_scores"])
+    return {key: array[split.rows] for key, array in scores.items()}
+
+
+_VLPL = ("Xing et al., VLPL: Vision Language Pseudo Labels for Multi-label Learning with Single Positive Labels, "
+         "CVPR 2024 workshops")
+VLPL_ALPHA = Flag("vlpl_alpha", "weight of the entropy of the unobserved labels without a pseudo-label. Default: the "
+                  "authors' per dataset (VOC 0.2, COCO and NUS-WIDE 0.1, CUB 0.01; 0.1 elsewhere)",
+                  default=lambda dataset: {"pascal": 0.2, "cub": 0.01}.get(dataset, 0.1),
+                  check=_range(0, float("inf"), high_open=True))
+VLPL_BETA = Flag("vlpl_beta_pos", "weight of the positive pseudo-labels (default 0.7)", default=0.7,
+                 check=_range(0, float("inf"), high_open=True))
+VLPL_THRESHOLD = Flag("vlpl_threshold", "a class whose zero-shot score of the whole image exceeds this is a positive "
+                      "pseudo-label (default 0.3)", default=0.3, check=_range(0, 1, low_open=False, high_open=True))
+
+
+def _vlpl_state(split, cfg):
+    scores = _scores("vlpl", split, cfg)
+    return losses_beyond.FixedPseudoLabels(
+        losses_beyond.vlpl_pseudo_labels(scores["global"], cfg.method_options["vlpl_threshold"]))
+
+
+def _vlpl(logits, labels, batch):
+    options = batch.cfg.method_options
+    return losses_beyond.vlpl_loss(logits, labels, batch.state, options["vlpl_alpha"], options["vlpl_beta_pos"])
+
+
+register(Method("VLPL", _vlpl, "CLIP's zero-shot positive pseudo-labels with EM on the other unobserved labels",
+                _VLPL, flags=(SCORES, VLPL_ALPHA, VLPL_BETA, VLPL_THRESHOLD),
+                advice=f"VLPL ({_VLPL}; defaults from the authors' main_clip.py). VLPL and AEVLP read zero-shot "
+                       f"pseudo-label scores made by scripts/zero_shot_scores.py",
+                # main_clip.py: Adam over the whole classifier at one lr (1e-4 on CUB), batch 8, 10 epochs,
+                # every epoch run and the best on val kept.
+                settings=lambda dataset: dict(optimizer="adam", lr=1e-4 if dataset == "cub" else 1e-5, bsize=8,
+                                              lr_mult=1.0, num_epochs=10, early_stop_drop=math.inf),
+                make_state=_vlpl_state, scores="vlpl", paper_row=False,
+                published={"pascal": 89.10, "coco": 71.45, "nuswide": 49.55, "cub": 24.02}))
+
+_AEVLP = ("Tran et al., More Reliable Pseudo-labels, Better Performance: A Generalized Approach to Single Positive "
+          "Multi-label Learning (AEVLP), ICCV 2025")
+# The authors' configs/<dataset>.json and config.py's lookup; elsewhere (demo, custom) COCO's.
+AEVLP_SETTINGS = {
+    "pascal": dict(bsize=8, num_epochs=8, k=(0.0, 2.0, -2.0, -2.0), q=(0.01, 1.0), lam=(0.7, 0.4), reg=0.05,
+                   eta=0.0, threshold=0.5, top_k=3),
+    "coco": dict(bsize=16, num_epochs=8, k=(0.0, 10.0, -2.0, -8.0), q=(0.01, 1.0), lam=(0.7, 0.5), reg=0.001,
+                 eta=0.3, threshold=0.5, top_k=3),
+    "nuswide": dict(bsize=16, num_epochs=10, k=(0.0, 10.0, -2.0, -8.0), q=(0.01, 1.0), lam=(0.7, 0.5), reg=0.001,
+                    eta=0.3, threshold=0.6, top_k=3),
+    "cub": dict(bsize=8, num_epochs=10, k=(0.0, 10.0, -2.0, -8.0), q=(0.01, 1.5), lam=(0.8, 0.2), reg=0.01,
+                eta=0.005, threshold=0.005, top_k=32)}
+
+
+def _aevlp_setting(key):
+    return lambda dataset: AEVLP_SETTINGS.get(dataset, AEVLP_SETTINGS["coco"])[key]
+
+
+AEVLP_K = dataclasses.replace(GR_K, name="aevlp_k_schedule", default=_aevlp_setting("k"),
+                              help="w0 wT b0 bT of GR-Loss's k(p) in AEVLP (--gr_k_schedule). Default: the authors' "
+                                   "0 10 -2 -8 (VOC 0 2 -2 -2)")
+AEVLP_V = dataclasses.replace(GR_V, name="aevlp_v_schedule", help="mu0 sigma0 muT sigmaT of GR-Loss's v(p) in AEVLP "
+                              "(--gr_v_schedule; default 0.5 2 0.8 0.5)")
+AEVLP_Q = dataclasses.replace(GR_Q, name="aevlp_q", default=_aevlp_setting("q"), check=_range(0, 2),
+                              help="q2 q3 of GR-Loss's robust losses in AEVLP, each in (0, 2]. Default 0.01 1 "
+                                   "(CUB 0.01 1.5)")
+AEVLP_LAM = Flag("aevlp_lam", "lam1 lam2: a positive pseudo-label's weight 1 - v(p) is kept in [lam2, lam1]. "
+                 "Default: COCO and NUS-WIDE 0.7 0.5, VOC 0.7 0.4, CUB 0.8 0.2", nargs=2,
+                 default=_aevlp_setting("lam"), check=_range(0, 1, low_open=False), metavar=("LAM1", "LAM2"))
+AEVLP_RHO = Flag("aevlp_rho", "a positive pseudo-label's target (default 0.9)", default=0.9, check=_range(0, 1))
+AEVLP_REG = Flag("aevlp_reg", "weight of the expected-positives regulariser (uses --expected_num_pos). Default: "
+                 "VOC 0.05, COCO and NUS-WIDE 0.001, CUB 0.01", default=_aevlp_setting("reg"),
+                 check=_range(0, float("inf"), low_open=False, high_open=True))
+DAMP_ETA = Flag("damp_eta", "cap of DAMP's per-image threshold between a class's largest and smallest crop score. "
+                "Default: COCO and NUS-WIDE 0.3, VOC 0, CUB 0.005", default=_aevlp_setting("eta"), check=_range(0, 1, low_open=False))
+DAMP_THRESHOLD = Flag("damp_threshold", "least DAMP score of a positive pseudo-label. Default: VOC and COCO 0.5, "
+                      "NUS-WIDE 0.6, CUB 0.005", default=_aevlp_setting("threshold"), check=_range(0, 1, low_open=False))
+DAMP_TOP_K = Flag("damp_top_k", "at most this many positive pseudo-labels per image. Default: 3, CUB 32", type=int,
+                  default=_aevlp_setting("top_k"), check=_range(1, float("inf"), low_open=False, high_open=True))
+
+
+def aevlp_schedule(epoch, cfg):
+    """This epoch's w, b, mu, sigma of AEVLP's GPR loss: GR-Loss's schedule from AEVLP's flags."""
+    options = cfg.method_options
+    return losses_beyond.gr_schedule(epoch, cfg.num_epochs, options["aevlp_k_schedule"], options["aevlp_v_schedule"])
+
+
+def _aevlp_state(split, cfg):
+    scores, options = _scores("damp", split, cfg), cfg.method_options
+    return losses_beyond.FixedPseudoLabels(losses_beyond.damp_pseudo_labels(
+        scores["global"], scores["crop_max"], scores["crop_min"], split.labels_obs,
+        options["damp_eta"], options["damp_threshold"], options["damp_top_k"]))
+
+
+def _aevlp(logits, labels, batch):
+    cfg, options = batch.cfg, batch.cfg.method_options
+    q2, q3 = options["aevlp_q"]
+    return losses_beyond.gpr_loss(logits, labels, batch.state, **aevlp_schedule(batch.epoch, cfg), q2=q2, q3=q3,
+                                  lam=options["aevlp_lam"], rho=options["aevlp_rho"], reg=options["aevlp_reg"],
+                                  expected_num_pos=cfg.expected_num_pos)
+
+
+register(Method("AEVLP", _aevlp, "GPR loss on DAMP's zero-shot pseudo-labels of the image and its crops", _AEVLP,
+                flags=(SCORES, AEVLP_K, AEVLP_V, AEVLP_Q, AEVLP_LAM, AEVLP_RHO, AEVLP_REG, DAMP_ETA, DAMP_THRESHOLD,
+                       DAMP_TOP_K),
+                advice=f"AEVLP ({_AEVLP}; defaults of the authors' configs/<dataset>.json)",
+                # Adam at 1e-5 with the head at 10x, their batch size and epochs, early stop 2 points below the best.
+                settings=lambda dataset: dict(optimizer="adam", lr=1e-5, lr_mult=10.0,
+                                              bsize=_aevlp_setting("bsize")(dataset),
+                                              num_epochs=_aevlp_setting("num_epochs")(dataset), early_stop_drop=2.0),
+                make_state=_aevlp_state, scores="damp", schedule=aevlp_schedule, needs_k_hat=True, paper_row=False,
+                published={"pascal": 90.46, "coco": 73.54, "nuswide": 50.70, "cub": 24.89}))
 
 
 # ------------------------------------------------------------------ BoostLU: a model option for any method

@@ -26,6 +26,7 @@ import typing
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO_DIR, "main.py")
+SCORER = os.path.join(REPO_DIR, "scripts", "zero_shot_scores.py")
 sys.path.insert(0, REPO_DIR)
 import config  # noqa: E402  (after the repository is on the path: the published linear-phase pairs)
 import methods  # noqa: E402
@@ -123,6 +124,11 @@ def script_parser(doc, save_name):
                    help="GPUs per run: above 1, each run starts under torchrun with this many processes, "
                         "which share each --bsize batch (README 'Several GPUs')")
     p.add_argument("--dry_run", action="store_true", help="list the runs and their state; start nothing")
+    for mode, method, model in (("vlpl", "VLPL", "ViT-L/14-336"), ("damp", "AEVLP", "ViT-B/16")):
+        p.add_argument(f"--clip_{mode}", default=None, metavar="FILE",
+                       help=f"the CLIP {model} weights file from which the {method} rows' zero-shot scores are made "
+                            f"first, once per dataset (scripts/zero_shot_scores.py --mode {mode} --weights; "
+                            f"docs/methods.md). --demo scores with the demo backbone's own head instead")
     p.add_argument("--demo", action="store_true",
                    help="run on the demo dataset with a small model (ResNet-18 from scratch, 64 px, 6 "
                         "epochs): the whole pipeline on a CPU in minutes")
@@ -243,17 +249,51 @@ def summary(states):
                       f"{states.count('new')} new", *(f"{states.count(s)} {s}" for s in waiting)])
 
 
+def score_mode(run):
+    """The zero-shot score file a run's method reads (methods.Method.scores), or None."""
+    return methods.get(run.args[run.args.index("--mod_scheme") + 1]).scores if "--mod_scheme" in run.args else None
+
+
+def score_steps(runs, opts):
+    """The scripts/zero_shot_scores.py command of each (dataset, mode) that the runs read, with
+    whether its file is there: [(command, done)]."""
+    steps = []
+    for dataset, mode in dict.fromkeys((run.dataset, score_mode(run)) for run in runs if score_mode(run)):
+        data_dir = os.path.join(opts.data_dir, dataset)
+        weights_file = getattr(opts, f"clip_{mode}")
+        weights = ["--weights", weights_file] if weights_file and dataset != "demo" else []
+        done = os.path.exists(os.path.join(data_dir, f"zero_shot_{mode}.json"))
+        steps.append(([sys.executable, SCORER, "--dataset", dataset, "--data_dir", data_dir, "--mode", mode,
+                       *weights], done))
+    return steps
+
+
+def make_scores(steps):
+    """Run the missing score steps; the names of those that failed."""
+    failed = []
+    for cmd, done in steps:
+        if not done:
+            print(f"\n=== zero-shot scores: {' '.join(cmd[1:])} ===", flush=True)
+            if subprocess.run(cmd, cwd=REPO_DIR).returncode != 0:
+                failed.append(f"zero-shot scores of {cmd[cmd.index('--dataset') + 1]}")
+    return failed
+
+
 def launch(runs, opts, passthrough=()):
     """List the runs; unless --dry_run, start each unfinished one in turn, its state read again just
-    before (a run may wait on runs started before it). Returns the exit status: 0 when every run
-    finished, 1 when one failed or still waits (the others still run)."""
+    before (a run may wait on runs started before it). The zero-shot scores that VLPL and AEVLP rows
+    read are made first. Returns the exit status: 0 when every run finished, 1 when one failed or
+    still waits (the others still run)."""
     states = [run_state(run, opts) for run in runs]
+    steps = score_steps(runs, opts)
+    for cmd, done in steps:
+        print(f"[{'done' if done else 'new'}] {' '.join(cmd[1:])}")
     print(f"{len(runs)} runs in {opts.save_path}: {summary(states)}")
     for run, state in zip(runs, states):
         print(f"[{state}] {' '.join(command(run, opts, passthrough)[1:])}")
     if opts.dry_run:
         return 0
-    failed = []
+    failed = make_scores(steps)
     for run in runs:
         state = run_state(run, opts)
         if state == "done":

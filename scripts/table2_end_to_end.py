@@ -11,7 +11,10 @@ Runs:      9 methods (Full label, Naive AN, WAN, LSAN, EPR, ROLE, LL-R, LL-Ct, L
            8 runs, bsize {8, 16} x lr {1e-2, 1e-3, 1e-4, 1e-5}, the best on val mAP reported (by
            collect.py). So 5 + 4 x 8 = 37 runs per dataset and seed. Cheaper: one pair per baseline row
            with --cole_bsizes 16 --cole_lrs 1e-4 (Cole et al. publish no chosen pair: that is our pick,
-           not theirs). Add --datasets or --methods to run a part.
+           not theirs). Add --datasets or --methods to run a part. Rows after the paper are added
+           by name (--methods EM-APL GR-Loss VLPL AEVLP ...); VLPL and AEVLP read zero-shot scores,
+           made first, once per dataset, from --clip_vlpl FILE and --clip_damp FILE (docs/methods.md; --demo scores
+           with the demo backbone's own head).
 Hardware:  one GPU with 16 GB or more. Time, estimated from the number of images (not measured):
            per seed and row about 0.2 GPU-hours for VOC, 1 for COCO, 2.5 for NUS-WIDE, 0.2 for CUB on
            an A100-class GPU: about 4 GPU-hours per row and seed over the 4 datasets, so about 160

@@ -195,6 +195,11 @@ def _is_torchscript(path):
     return zipfile.is_zipfile(path) and any(n.endswith("/constants.pkl") for n in zipfile.ZipFile(path).namelist())
 
 
+def _side(image_size):
+    """A square input's side from open_clip's int or (H, W) image_size."""
+    return int(image_size) if isinstance(image_size, int) else int(image_size[0])
+
+
 def missing_weights_message(model_name, weights_file):
     name = model_name.replace("-quickgelu", "")
     lines = [f"CLIP weights file {weights_file} not found (weights are never downloaded here)."]
@@ -218,9 +223,8 @@ def _load_clip(open_clip, model_name, weights_file, device):
         # model from the archive's weights (architecture and QuickGELU as OpenAI trained it).
         model = open_clip.openai.load_openai_model(weights_file, precision="fp32", device=device)
         config = open_clip.get_model_config(model_name)
-        built = (model.text_projection.shape[1], tuple(model.visual.image_size))
-        if config is None or built != (config["embed_dim"], tuple(open_clip.factory.to_2tuple(
-                config["vision_cfg"]["image_size"]))):
+        built = (model.text_projection.shape[1], _side(model.visual.image_size))
+        if config is None or built != (config["embed_dim"], _side(config["vision_cfg"]["image_size"])):
             raise UserError(f"{weights_file} holds a model of embed dim {built[0]} and input size {built[1]}, "
                             f"which is not open_clip's {model_name}: pass the matching --model")
         return model, "open_clip.openai.load_openai_model (OpenAI TorchScript archive)"
@@ -256,7 +260,7 @@ class ClipScorer:
             raise UserError(missing_weights_message(model_name, weights_file))
         self.model, self.loader = _load_clip(open_clip, model_name, weights_file, device)
         self.model.eval()
-        self.input_size = int(self.model.visual.image_size[0])
+        self.input_size = _side(self.model.visual.image_size)
         self.prompts = [prompt.format(name) for name in self.class_names]
         tokens = open_clip.get_tokenizer(model_name)(self.prompts).to(device)
         with torch.no_grad():
@@ -352,7 +356,9 @@ def _score_chunk(scorer, paths, mode, grid_size, batch_size, num_workers, progre
     for whole, tiles, _ in loader:
         parts["global"].append(scorer(whole).cpu())
         if mode == "damp":
-            probs = scorer(tiles.flatten(0, 1)).cpu().view(len(whole), tiles.shape[1], -1)      # (B, C, K)
+            # The tiles in forward passes of batch_size too, so that memory does not grow with grid_size ** 2.
+            probs = torch.cat([scorer(part).cpu() for part in tiles.flatten(0, 1).split(batch_size)])
+            probs = probs.view(len(whole), tiles.shape[1], -1)                                 # (B, C, K)
             for name, value in crop_stats(probs).items():
                 parts[name].append(value)
         progress.update(len(whole))
@@ -374,10 +380,11 @@ def _save_json(path, record):
     _write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
-def _resumed_chunks(partial_dir, settings):
-    """The finished chunks of an interrupted run of the same ``settings``; anything else is removed."""
+def _resumed_chunks(partial_dir, settings, resume):
+    """The finished chunks of an interrupted run of the same ``settings`` (if ``resume``); anything
+    else in ``partial_dir`` is removed."""
     settings_path = os.path.join(partial_dir, "settings.json")
-    if os.path.isfile(settings_path):
+    if resume and os.path.isfile(settings_path):
         with open(settings_path) as f:
             if json.load(f) == settings:
                 chunks = []
@@ -393,11 +400,19 @@ def _resumed_chunks(partial_dir, settings):
 
 
 def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=None,
-                   chunk_size=CHUNK_SIZE, num_workers=0):
+                   chunk_size=CHUNK_SIZE, num_workers=0, resume=True):
     """Score every row of ``<data_dir>/formatted_train_images.npy`` and write the npz and its JSON.
 
-    Resumable: finished chunks of ``chunk_size`` images are kept in ``<npz>.partial/`` and a rerun with
-    the same settings continues after the last one. Returns the JSON record.
+    Args:
+        dataset: the folder's dataset (``datasets.IMAGE_ROOTS``: where its images lie; recorded).
+        scorer: a ``ClipScorer`` or ``DemoHeadScorer``.
+        grid_size: damp's tiles per side (unused for vlpl).
+        batch_size: images per forward pass.
+        out: the npz path; default ``score_paths(data_dir, mode)[0]``.
+        resume: finished chunks of ``chunk_size`` images are kept in ``<npz>.partial/``, and a rerun
+            with the same settings continues after the last one; False starts afresh.
+    Returns:
+        The JSON record.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -408,6 +423,9 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
         raise UserError(f"{data_dir} has {labels_obs.shape[1]} classes but the scorer {len(scorer.class_names)}")
     image_root = os.path.join(data_dir, datasets.IMAGE_ROOTS[dataset])
     paths = [os.path.join(image_root, p) for p in images]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{len(missing)} of {len(paths)} train images are missing under {image_root}, e.g. {missing[0]}")
     settings = {"format_version": FORMAT_VERSION, "mode": mode, "dataset": dataset,
                 "data_dir": os.path.abspath(data_dir), "class_names": scorer.class_names,
                 "num_images": len(images), "image_list_sha256": image_list_sha256(images),
@@ -417,7 +435,7 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
         if os.path.exists(stale):
             os.remove(stale)
     partial_dir = npz_path + ".partial"
-    chunks = _resumed_chunks(partial_dir, settings)
+    chunks = _resumed_chunks(partial_dir, settings, resume)
     start, begun = len(chunks) * chunk_size, time.time()
     with tqdm(total=len(paths), initial=min(start, len(paths)), unit="img", desc=f"zero-shot {mode}",
               dynamic_ncols=True, disable=None) as progress:
@@ -433,7 +451,8 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
               "npz_sha256": file_sha256(npz_path),
               "arrays_sha256": {name: hashlib.sha256(a.tobytes()).hexdigest() for name, a in arrays.items()},
               "images_scored": len(paths) - min(start, len(paths)), "resumed_from": min(start, len(paths)),
-              "seconds": round(seconds, 2)}
+              "seconds": round(seconds, 2),
+              "images_per_second": round((len(paths) - min(start, len(paths))) / max(seconds, 1e-9), 3)}
     _save_json(json_path, record)           # last: marks the npz complete
     shutil.rmtree(partial_dir)
     return record

@@ -51,12 +51,12 @@ def get_args_parser():
     p.add_argument("--gcn_seed", type=int, default=0, help="seed of the GCN's weights (the authors' are unseeded)")
     p.add_argument("--sparse_topk", type=int, default=None,
                    help="entries kept per row of the relation; default the authors' per dataset (else all)")
-    p.add_argument("--batch_size", type=int, default=32, help="images per forward pass (damp: x grid_size^2 + 1)")
+    p.add_argument("--batch_size", type=int, default=32, help="images per forward pass (damp: each image is grid_size^2 + 1 views)")
     p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--chunk_size", type=int, default=zero_shot.CHUNK_SIZE, help="images per resumable chunk")
     p.add_argument("--device", default=None, help="default cuda if available, else cpu")
     p.add_argument("--out", default=None, help="npz path; default <data_dir>/zero_shot_<mode>.npz")
-    p.add_argument("--force", action="store_true", help="recompute even if a complete score file exists")
+    p.add_argument("--force", action="store_true", help="recompute from scratch, even if a complete or a partial score file exists")
     return p
 
 
@@ -104,11 +104,12 @@ def run(args):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     scorer = build_scorer(args, read_class_names(data_dir), device)
     record = zero_shot.compute_scores(data_dir, args.dataset, scorer, args.mode, grid_size, args.batch_size,
-                                      out=npz_path, chunk_size=args.chunk_size, num_workers=args.num_workers)
-    rate = record["images_scored"] / max(record["seconds"], 1e-9)
+                                      out=npz_path, chunk_size=args.chunk_size, num_workers=args.num_workers,
+                                      resume=not args.force)
+    rate = record["images_per_second"]
     views = f" x {grid_size ** 2 + 1} views" if args.mode == "damp" else ""
     print(f"wrote {npz_path} and {zero_shot.record_path(npz_path)}: {record['num_images']} images "
-          f"({record['images_scored']} scored now{views}) in {record['seconds']:.1f} s, {rate:.1f} images/s on {device}")
+          f"({record['images_scored']} scored now{views}) in {record['seconds']:.1f} s, {rate:.3g} images/s on {device}")
 
 
 def main(argv=None):

@@ -131,6 +131,47 @@ def test_the_gcn_residual_perturbs_the_scores(tiny, tmp_path):
     assert json.load(open(out[1].replace(".npz", ".json")))["scorer"]["relation"]["gcn_seed"] == 0
 
 
+def save_torchscript_weights(state_dict, path):
+    """A TorchScript archive whose state_dict is ``state_dict`` (the parameters of a scripted module tree)."""
+    root = torch.nn.Module()
+    for key, value in state_dict.items():
+        *parents, leaf = key.split(".")
+        node = root
+        for name in parents:
+            if not hasattr(node, name):
+                node.add_module(name, torch.nn.Module())
+            node = getattr(node, name)
+        node.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+    torch.jit.save(torch.jit.script(root), path)
+
+
+def test_an_openai_torchscript_file_is_loaded(tiny, tmp_path):
+    """OpenAI's .pt files are TorchScript archives, which open_clip.create_model's torch.load refuses:
+    the scorer builds the model from the archive's weights (open_clip.openai) instead. A tiny model in
+    OpenAI's layout (64 wide: OpenAI's files imply 64-wide attention heads), traced as open_clip does."""
+    import open_clip
+    config = {**TINY_CONFIG, "quick_gelu": True,
+              "vision_cfg": {**TINY_CONFIG["vision_cfg"], "width": 64, "head_width": 64},
+              "text_cfg": {**TINY_CONFIG["text_cfg"], "width": 64, "heads": 1}}
+    config_file = tmp_path / "tiny-clip-jit.json"
+    config_file.write_text(json.dumps(config))
+    open_clip.add_model_config(str(config_file))
+    torch.manual_seed(1)
+    model = open_clip.create_model("tiny-clip-jit").eval()
+    jit_file = str(tmp_path / "tiny-jit.pt")
+    save_torchscript_weights(model.state_dict(), jit_file)
+    scorer = zero_shot.ClipScorer("tiny-clip-jit", jit_file, CLASSES, "{}", 1.0, "cpu", model_config=str(config_file))
+    assert scorer.loader.startswith("open_clip.openai") and scorer.input_size == 32
+    image = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        x = ((image.permute(0, 3, 1, 2) / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1))
+             / torch.tensor(IMAGENET_STD).view(3, 1, 1))
+        expected = torch.softmax(model.encode_image(x, normalize=True) @ model.encode_text(
+            open_clip.get_tokenizer("tiny-clip-jit")(CLASSES), normalize=True).T, dim=1)
+    # open_clip.openai rounds the weights through fp16, as OpenAI's files are stored
+    assert torch.allclose(scorer(image), expected, atol=1e-2)
+
+
 def test_missing_weights_file_exits_2_and_says_what_to_download(tiny, tmp_path, capsys):
     missing = str(tmp_path / "ViT-B-16.pt")
     assert zero_shot_scores.main(["--dataset", "custom", "--data_dir", tiny["data"], "--mode", "damp",

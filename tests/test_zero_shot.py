@@ -108,9 +108,10 @@ def test_clip_scores_end_to_end(tiny):
         assert all(a.shape == (6, 3) and a.dtype == np.float32 for a in scores.values())
         assert np.allclose(scores["global"].sum(1), 1, atol=1e-5)
         prompt = zero_shot_scores.DEFAULT_PROMPT[mode]
-        # PIL's resize and the training code's uint8 resize round differently (by a level of 255)
+        # PIL's resize and the training code's uint8 resize round differently (by a level of 255): 1.3e-5
+        # here; CLIP's own mean/std instead of ImageNet's would be 5e-4 off
         assert np.allclose(scores["global"][1], by_hand(tiny, os.path.join(tiny["data"], "img1.png"), prompt, 0.5),
-                           atol=2e-3)
+                           rtol=0, atol=1e-4)
     assert (scores["crop_max"] >= scores["crop_mean"] - 1e-7).all()
     assert (scores["crop_mean"] >= scores["crop_min"] - 1e-7).all()
     assert not np.allclose(scores["crop_max"], scores["crop_min"])

@@ -365,6 +365,19 @@ def _score_chunk(scorer, paths, mode, grid_size, batch_size, num_workers, progre
     return {name: torch.cat(values).numpy().astype(np.float32) for name, values in parts.items()}
 
 
+def first_difference(record, settings, prefix=""):
+    """(dotted key, recorded value, wanted value) of the first setting ``record`` differs in, or None."""
+    for key, wanted in settings.items():
+        recorded = record.get(key)
+        if isinstance(wanted, dict) and isinstance(recorded, dict):
+            inner = first_difference(recorded, wanted, f"{prefix}{key}.")
+            if inner is not None:
+                return inner
+        elif recorded != wanted:
+            return f"{prefix}{key}", recorded, wanted
+    return None
+
+
 def _write_atomic(path, write):
     """Write ``path`` through a temporary file, so that it is either absent or complete."""
     with open(path + ".tmp", "wb") as f:
@@ -410,9 +423,10 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
         batch_size: images per forward pass.
         out: the npz path; default ``score_paths(data_dir, mode)[0]``.
         resume: finished chunks of ``chunk_size`` images are kept in ``<npz>.partial/``, and a rerun
-            with the same settings continues after the last one; False starts afresh.
+            with the same settings continues after the last one (or, if the npz is complete, keeps it;
+            a complete npz of other settings is refused); False starts afresh.
     Returns:
-        The JSON record.
+        (the JSON record, whether scores were computed now).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -431,6 +445,15 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
                 "num_images": len(images), "image_list_sha256": image_list_sha256(images),
                 "scorer": scorer.describe(), "grid_size": grid_size if mode == "damp" else None,
                 "chunk_size": chunk_size}
+    if resume and os.path.isfile(json_path) and os.path.isfile(npz_path):
+        with open(json_path) as f:
+            record = json.load(f)
+        difference = first_difference(record, settings)
+        if difference is None:
+            return record, False
+        key, theirs, ours = difference
+        raise UserError(f"{json_path} was made with other settings ({key}: {theirs!r}, now {ours!r}); "
+                        f"pass --force to recompute it, or --out for another file")
     for stale in (json_path, npz_path):     # the record first: the old npz is no longer "complete"
         if os.path.exists(stale):
             os.remove(stale)
@@ -455,7 +478,7 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
               "images_per_second": round((len(paths) - min(start, len(paths))) / max(seconds, 1e-9), 3)}
     _save_json(json_path, record)           # last: marks the npz complete
     shutil.rmtree(partial_dir)
-    return record
+    return record, True
 
 
 def make_command(dataset, data_dir, mode):

@@ -97,15 +97,15 @@ def run(args):
         ensure_demo_dataset(data_dir)
     args.scorer = args.scorer or ("demo" if args.dataset == "demo" else "clip")
     npz_path = args.out or zero_shot.score_paths(data_dir, args.mode)[0]
-    if not args.force and os.path.isfile(zero_shot.record_path(npz_path)) and os.path.isfile(npz_path):
-        print(f"{npz_path} exists (pass --force to recompute)")
-        return
     grid_size = args.grid_size or (5 if args.dataset == "cub" else 2 if args.dataset == "demo" else 4)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     scorer = build_scorer(args, read_class_names(data_dir), device)
-    record = zero_shot.compute_scores(data_dir, args.dataset, scorer, args.mode, grid_size, args.batch_size,
+    record, computed = zero_shot.compute_scores(data_dir, args.dataset, scorer, args.mode, grid_size, args.batch_size,
                                       out=npz_path, chunk_size=args.chunk_size, num_workers=args.num_workers,
                                       resume=not args.force)
+    if not computed:
+        print(f"{npz_path} is complete and of these settings (pass --force to recompute)")
+        return
     rate = record["images_per_second"]
     views = f" x {grid_size ** 2 + 1} views" if args.mode == "damp" else ""
     print(f"wrote {npz_path} and {zero_shot.record_path(npz_path)}: {record['num_images']} images "

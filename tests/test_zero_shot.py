@@ -181,6 +181,16 @@ def test_missing_weights_file_exits_2_and_says_what_to_download(tiny, tmp_path, 
     assert missing in err and zero_shot.OPENAI_URLS["ViT-B-16"] in err and "data/clip/ViT-B-16.pt" in err
 
 
+def test_a_complete_file_of_other_settings_is_refused_without_force(tiny, tmp_path, capsys):
+    out = str(tmp_path / "s.npz")
+    assert zero_shot_scores.main(cli(tiny, "--mode", "vlpl", "--out", out)) == 0
+    assert zero_shot_scores.main(cli(tiny, "--mode", "vlpl", "--out", out)) == 0
+    assert "is complete" in capsys.readouterr().out
+    assert zero_shot_scores.main(cli(tiny, "--mode", "vlpl", "--out", out, "--temperature", "0.2")) == 2
+    assert "scorer.temperature: 0.01, now 0.2" in capsys.readouterr().err
+    assert zero_shot_scores.main(cli(tiny, "--mode", "vlpl", "--out", out, "--temperature", "0.2", "--force")) == 0
+
+
 def test_an_interrupted_run_leaves_nothing_readable_and_resumes(tiny, tmp_path, monkeypatch):
     out = str(tmp_path / "scores.npz")
     real_call, calls = zero_shot.ClipScorer.__call__, []
@@ -267,6 +277,7 @@ def test_demo_scorer_on_the_demo_dataset(demo_dir, tmp_path):
     expected = torch.softmax(0.1 * torch.tensor([3.0 * i + i % 3 for i in range(12)]), dim=0)
     out = str(tmp_path / "demo.npz")
     zero_shot.compute_scores(demo_dir, "demo", scorer, "damp", grid_size=2, batch_size=32, out=out, chunk_size=64)
+    assert not zero_shot.compute_scores(demo_dir, "demo", scorer, "damp", 2, 32, out=out, chunk_size=64)[1]   # kept
     scores = zero_shot.load_scores(demo_dir, "damp", "demo", demo.CLASS_NAMES, 96, path=out)
     for name in zero_shot.ARRAYS["damp"]:
         np.testing.assert_allclose(scores[name], expected.expand(96, 12).numpy(), rtol=1e-6)

@@ -207,7 +207,7 @@ def missing_weights_message(model_name, weights_file):
         lines += [f"Download OpenAI's {name} to data/clip/{os.path.basename(OPENAI_URLS[name])}, e.g.",
                   f"  mkdir -p data/clip && curl -L -o data/clip/{os.path.basename(OPENAI_URLS[name])} "
                   f"{OPENAI_URLS[name]}",
-                  f"and pass --weights data/clip/{os.path.basename(OPENAI_URLS[name])}; or open_clip's copy, "
+                  f"(the default --weights of {name}); or open_clip's copy, "
                   f"https://huggingface.co/{OPENAI_HF_HUB[name]}/resolve/main/open_clip_model.safetensors, "
                   f"with --model {name}-quickgelu (OpenAI's weights need QuickGELU)."]
     else:

@@ -37,7 +37,7 @@ def get_args_parser():
                    help="default: demo (the demo backbone's 36-way head) for --dataset demo, else clip")
     p.add_argument("--weights", default=None,
                    help="local CLIP weights: OpenAI's .pt (TorchScript) or an open_clip state_dict/safetensors; "
-                        "default data/clip/<OpenAI's file name>")
+                        "default data/clip/<OpenAI's file name> in the repository")
     p.add_argument("--model", default=None, help="open_clip model name; default damp ViT-B-16, vlpl ViT-L-14-336")
     p.add_argument("--model_config", default=None,
                    help="an open_clip model config JSON (its file name is the model's name: --model defaults to it)")
@@ -47,24 +47,27 @@ def get_args_parser():
                    help="softmax temperature; default 0.01 (damp on cub: 0.1), the authors'")
     p.add_argument("--grid_size", type=int, default=None, help="damp's tiles per side; default 4, cub 5, demo 2")
     p.add_argument("--relation", default=None,
-                   help="AEVLP's K x K relation+<dataset>.npy: adds their (random, untrained) GCN residual to the text features")
+                   help="AEVLP's K x K relation+<dataset>.npy: adds their (random, untrained) GCN residual "
+                        "to the text features")
     p.add_argument("--gcn_seed", type=int, default=0, help="seed of the GCN's weights (the authors' are unseeded)")
     p.add_argument("--sparse_topk", type=int, default=None,
                    help="entries kept per row of the relation; default the authors' per dataset (else all)")
-    p.add_argument("--batch_size", type=int, default=32, help="images per forward pass (damp: each image is grid_size^2 + 1 views)")
+    p.add_argument("--batch_size", type=int, default=32,
+                   help="images per forward pass (damp: each image is grid_size^2 + 1 views)")
     p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--chunk_size", type=int, default=zero_shot.CHUNK_SIZE, help="images per resumable chunk")
     p.add_argument("--device", default=None, help="default cuda if available, else cpu")
     p.add_argument("--out", default=None, help="npz path; default <data_dir>/zero_shot_<mode>.npz")
-    p.add_argument("--force", action="store_true", help="recompute from scratch, even if a complete or a partial score file exists")
+    p.add_argument("--force", action="store_true",
+                   help="recompute from scratch, even if a complete or a partial score file exists")
     return p
 
 
 def default_weights(model):
     name = model.replace("-quickgelu", "")
     if name in zero_shot.OPENAI_URLS:
-        return os.path.join("data", "clip", os.path.basename(zero_shot.OPENAI_URLS[name]))
-    return os.path.join("data", "clip", f"{model}.pt")
+        return os.path.join(REPO, "data", "clip", os.path.basename(zero_shot.OPENAI_URLS[name]))
+    return os.path.join(REPO, "data", "clip", f"{model}.pt")
 
 
 def build_scorer(args, class_names, device):

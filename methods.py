@@ -63,7 +63,6 @@ class Method:
     state_trains: bool = False  # its parameters train with the classifier (ROLE's estimate)
     after_epoch: Callable = None  # (state, epoch, cfg, labels_obs (N, K), predict_train: () -> (N, K) logits)
     schedule: Callable = None   # (epoch, cfg) -> dict of this epoch's hyperparameters, for the log
-    script_flags: Callable = None  # dataset -> main.py flags of the method's rows in the table scripts
     validate: Callable = None   # (options, args) -> None, or the message of a combination that cannot work
     scores: str = None          # the zero-shot score file it reads (zero_shot.MODES), made by scripts/zero_shot_scores.py
     paper_row: bool = True      # a row of the LL paper's tables (else added to scripts by name)
@@ -76,10 +75,6 @@ class Method:
     def epoch_stats(self, epoch, cfg):
         """What the epoch's log line records of the method's schedule."""
         return {"ll_rate": self.rate(epoch, cfg.delta_rel), **(self.schedule(epoch, cfg) if self.schedule else {})}
-
-    def row_flags(self, dataset):
-        """The flags a table script adds to the method's run on ``dataset`` (the authors' batch size...)."""
-        return list(self.script_flags(dataset)) if self.script_flags else []
 
 
 REGISTRY = {}

@@ -359,13 +359,18 @@ def csl_prior(cfg, labels_obs, source, run_dir):
 
 
 def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none", skip_without_positive=False):
-    """mAP (percent) of the model on a split: on its full labels, or on its annotated entries
+    """mAP (percent) of the model on a split: ``predict`` then ``scores_metrics``."""
+    return scores_metrics(predict(model, loader, device, desc, amp), split, device, desc, class_groups,
+                          skip_without_positive)
+
+
+def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_without_positive=False):
+    """mAP (percent) of (N, K) ``scores`` on a split: on its full labels, or on its annotated entries
     where the truth is only partially known (OpenImages). With ``class_groups`` ((K,) int), also
     the mAP of each group of classes, as ``map_G1``, ``map_G2``, ... On partial labels a class
     without an annotated entry is skipped; one with annotated entries but no annotated positive
     scores AP 0 (upstream's compute_metrics_openimages, SPEC 7), or is skipped with
-    ``skip_without_positive`` (--ap_without_positive skip)."""
-    scores = predict(model, loader, device, desc, amp)
+    ``skip_without_positive`` (--ap_without_positive skip). ``desc`` names the split in errors."""
     if split.labels is not None:
         ap = average_precision_per_class(split.labels, scores, device=device)
     else:
@@ -683,12 +688,14 @@ class Training:
             raise UserError(f"{best_path} holds epoch {best['epoch']} but last.pt names epoch {state['best_epoch']} "
                             f"as the best: the run folder is inconsistent; rerun with --overwrite")
         model.load_state_dict(best["model"])
-        test = evaluate(model, self.loaders["test"], self.splits["test"], self.device, "test",
-                        datasets.load_class_groups(cfg.data_dir, self.num_classes), cfg.amp,
-                        cfg.ap_without_positive == "skip")
+        # One pass per split: these scores give the test mAP, the per-class AP, the val thresholds.
+        scores = {name: predict(model, self.loaders[name], self.device, name, cfg.amp) for name in ("val", "test")}
+        test = scores_metrics(scores["test"], self.splits["test"], self.device, "test",
+                              datasets.load_class_groups(cfg.data_dir, self.num_classes),
+                              cfg.ap_without_positive == "skip")
         results = {"test_map": test["map"], **{f"test_{k}": v for k, v in test.items() if k != "map"},
                    **run_summary(cfg, state, self.stopped_early, round(time.time() - self.start, 1))}
-        results.update(per_class_results(model, self.loaders, self.splits, self.class_names, self.device, cfg.run_dir))
+        results.update(per_class_results(scores, self.splits, self.class_names, cfg.run_dir))
         if self.training_prior is not None:
             # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
             if distributed.is_main():
@@ -763,13 +770,14 @@ def run_summary(cfg, state, stopped_early, train_time_s):
     return summary
 
 
-def per_class_results(model, loaders, splits, class_names, device, run_dir):
+def per_class_results(scores, splits, class_names, run_dir):
     """The best model's per-class test AP by class name and its multi-label metrics
     (``multilabel_metrics``) at 0.5 and at the per-class thresholds that maximise F1 on val; those
-    are saved to ``thresholds.json`` for ``predict.py --threshold val_f1``. Scores in fp32."""
+    are saved to ``thresholds.json`` for ``predict.py --threshold val_f1``. ``scores``: the best
+    model's (N, K) fp32 logits of "val" and "test" (``predict``)."""
     (val_true, val_annotated), (test_true, test_annotated) = (multilabel_metrics.split_truth(splits[n])
                                                                 for n in ("val", "test"))
-    val_logits, test_logits = (predict(model, loaders[n], device, f"{n} per class") for n in ("val", "test"))
+    val_logits, test_logits = scores["val"], scores["test"]
     thresholds = multilabel_metrics.f1_thresholds(val_true, multilabel_metrics.probabilities(val_logits), val_annotated)
     save_atomic({"val_f1": dict(zip(class_names, map(float, thresholds)))}, os.path.join(run_dir, "thresholds.json"))
     at_half = multilabel_metrics.report(test_true, test_logits, class_names, 0.5, test_annotated)

@@ -61,17 +61,12 @@ BEYOND_PAPER.update({f"{scheme}+BoostLU": ["--mod_scheme", scheme, "--boostlu"] 
 METHODS.update(BEYOND_PAPER)
 
 
-def row_flags(method, dataset):
-    """The flags a method's entry adds on a dataset (its authors' batch size, ...; methods.Method.row_flags)."""
-    args = METHODS[method]
-    return methods.get(args[args.index("--mod_scheme") + 1]).row_flags(dataset)
-
 # The one place that decides under which training protocol (main.py --protocol, config.PROTOCOLS) each
 # row runs: the protocol that made its published number. The LL paper cites Cole et al. [7] for WAN,
 # LSAN, EPR and ROLE, so those rows run Cole et al.'s way, with their search over COLE_SEARCH. Full
 # label, Naive AN, Naive IU, the LL rows and CSL run under the LL paper's settings (README "Table 2").
 # The methods after the paper (BEYOND_PAPER) report their numbers under the LL protocol, with their
-# authors' own batch size and stopping (row_flags).
+# authors' own batch size and stopping (their entry's `settings`, methods.py).
 ROW_PROTOCOLS = {"full": "ll", "AN": "ll", "WAN": "cole", "LSAN": "cole", "EPR": "cole", "ROLE": "cole",
                  "IU": "ll", "LL-R": "ll", "LL-Ct": "ll", "LL-Cp": "ll", "CSL": "ll",
                  **{name: "ll" for name in BEYOND_PAPER}}
@@ -148,7 +143,7 @@ def parse(parser, argv):
 def method_runs(methods, datasets, seeds, extra=(), suffix=""):
     """One run per method, dataset and seed, named <dataset>_<method><suffix>_s<seed>."""
     return [Run(f"{dataset}_{method}{suffix}_s{seed}", dataset,
-                [*METHODS[method], *row_flags(method, dataset), *extra, "--seed", str(seed)])
+                [*METHODS[method], *extra, "--seed", str(seed)])
             for dataset in datasets for method in methods for seed in range(seeds)]
 
 
@@ -195,7 +190,7 @@ def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: ()
         for method in methods:
             protocol = ROW_PROTOCOLS[method]
             style = linear_init_style_of(protocol)
-            flags = [*METHODS[method], *row_flags(method, dataset), "--protocol", protocol, *extra_of(protocol)]
+            flags = [*METHODS[method], "--protocol", protocol, *extra_of(protocol)]
             base = f"{dataset}_{method}_{protocol}" + (f"_li-{style}" if style else "")
             for seed in range(seeds):
                 if protocol == "cole":

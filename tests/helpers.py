@@ -16,19 +16,29 @@ def read_log(run_dir):
     return records
 
 
-def scripted_evaluate(val_maps, tested, test_map=42.0):
-    """A stand-in for train.evaluate: val mAPs from ``val_maps`` in turn, ``test_map`` on test,
-    where it appends the head's bias (the weights tested) to ``tested``."""
+def script_evaluation(monkeypatch, val_maps, tested, test_map=42.0):
+    """Scripts a run's evaluation: each epoch's val mAP from ``val_maps`` in turn (train.evaluate),
+    ``test_map`` as the test mAP at the end (train.scores_metrics). The end's real test predictions
+    (train.predict on "test") append the head's bias (the weights tested) to ``tested``."""
     val_maps = iter(val_maps)
+    real_predict = train.predict
 
     def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
                  skip_without_positive=False):
-        if desc == "test":
-            tested.append(model.head.bias.detach().clone())
-            return {"map": test_map}
         return {"map": next(val_maps)}
 
-    return evaluate
+    def predict(model, loader, device, desc="eval", amp="none"):
+        if desc == "test":
+            tested.append(model.head.bias.detach().clone())
+        return real_predict(model, loader, device, desc, amp)
+
+    def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_without_positive=False):
+        assert desc == "test", "the val mAP of each epoch comes from train.evaluate"
+        return {"map": test_map}
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(train, "predict", predict)
+    monkeypatch.setattr(train, "scores_metrics", scores_metrics)
 
 
 def interrupt_then_resume(monkeypatch, args, exp_name, stop):

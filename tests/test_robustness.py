@@ -15,7 +15,7 @@ import main
 import models
 import train
 from data.demo import ensure_demo_dataset
-from helpers import read_log, scripted_evaluate
+from helpers import read_log, script_evaluation
 from datasets import Split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def test_kill_between_last_and_best_checkpoint_resumes_consistently(demo_args, t
     of epoch 2. On --resume, best.pt, last.pt and results.json agree on epoch 2, with its weights."""
     from config import build_config, get_args_parser
     tested = []
-    evaluate = scripted_evaluate([50.0, 60.0, 55.0], tested)
+    script_evaluation(monkeypatch, [50.0, 60.0, 55.0], tested)
 
     real_save = train.save_atomic
     last_weights = {}
@@ -76,7 +76,6 @@ def test_kill_between_last_and_best_checkpoint_resumes_consistently(demo_args, t
             last_weights[obj["state"]["epoch"]] = obj["model"]["head.bias"].clone()
         real_save(obj, path)
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
     monkeypatch.setattr(train, "save_atomic", dying_save)
     cfg = build_config(get_args_parser().parse_args(demo_args("--num_epochs", "3", "--exp_name", "k")))
     with pytest.raises(Killed):

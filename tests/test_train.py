@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ import main
 import models
 import train
 from config import build_config, get_args_parser
-from helpers import scripted_evaluate
+from helpers import script_evaluation
 
 # 96 official train images: 77 train (batches of 16, 16, 16, 16 and 13) and 19 val; 48 test.
 TRAIN_BATCHES = [16, 16, 16, 16, 13]
@@ -82,7 +83,7 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
 def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     """Best val epoch is kept; a drop of more than 3 points stops; test uses the best weights."""
     seen_test_weights = []
-    evaluate = scripted_evaluate([50.0, 60.0, 58.0, 56.9, 70.0], seen_test_weights)
+    script_evaluation(monkeypatch, [50.0, 60.0, 58.0, 56.9, 70.0], seen_test_weights)
 
     saved = {}
     real_save = train.save_atomic
@@ -92,7 +93,6 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
             saved[obj["epoch"]] = obj["model"]["head.bias"].clone()
         real_save(obj, path)
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
     monkeypatch.setattr(train, "save_atomic", recording_save)
     cfg = build_config(get_args_parser().parse_args(
         demo_args("--mod_scheme", "AN", "--num_epochs", "5")))
@@ -101,6 +101,29 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
     assert results["epochs_run"] == 4 and results["stopped_early"]         # 60 - 56.9 > 3
     assert results["test_map"] == 42.0
     assert sorted(saved) == [1, 2] and torch.equal(seen_test_weights[0], saved[2])
+
+
+def test_one_prediction_pass_per_split_at_the_end(demo_args, tmp_path, monkeypatch):
+    """After the last epoch the best model predicts val once and test once: those scores give the
+    test mAP, the per-class AP and the val thresholds."""
+    real_predict, real_finish = train.predict, train.Training.finish
+    split_of, passes = {}, []
+
+    def finish(self):
+        split_of.update({id(loader): name for name, loader in self.loaders.items()})
+        return real_finish(self)
+
+    def predict(model, loader, device, desc="eval", amp="none"):
+        if split_of:                                    # in finish, after the last epoch
+            passes.append(split_of.get(id(loader), desc))
+        return real_predict(model, loader, device, desc, amp)
+
+    monkeypatch.setattr(train.Training, "finish", finish)
+    monkeypatch.setattr(train, "predict", predict)
+    results = train.run(build_config(get_args_parser().parse_args(demo_args("--num_epochs", "2"))))
+    assert sorted(passes) == ["test", "val"]
+    per_class = [ap for ap in results["test_per_class_ap"].values() if ap is not None]
+    assert results["test_map"] == pytest.approx(np.mean(per_class))     # the same test scores
 
 
 def test_same_seed_same_numbers(demo_args, tmp_path):

@@ -434,6 +434,13 @@ def paper_defaults(dataset, mod_scheme):
     return dict(optimizer=settings["optimizer"], lr=settings["lr"], delta_rel=delta_rel)
 
 
+def dataset_dir(dataset, data_dir=None):
+    """The dataset's formatted folder: --data_dir, else data/<dataset> in the repository."""
+    if dataset == "custom" and data_dir is None:
+        raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
+    return data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", dataset)
+
+
 def build_config(args):
     """Validate the parsed arguments and derive what follows from them, once."""
     args = resolve_protocol(args)
@@ -493,10 +500,7 @@ def build_config(args):
     if alpha is not None and args.train_mode == "linear_init":
         raise UserError("--boostlu with --train_mode linear_init: the frozen phase trains the head on cached pooled "
                         "features, where no CAM can be boosted; BoostLU's authors train end to end")
-    if args.dataset == "custom" and args.data_dir is None:
-        raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
-
-    data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", args.dataset)
+    data_dir = dataset_dir(args.dataset, args.data_dir)
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes, "boostlu_alpha": alpha,

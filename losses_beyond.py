@@ -182,12 +182,18 @@ def gr_loss(logits, label_vec_obs, w, b, mu, sigma, q2=0.01, q3=1.0):
         modified: (B, K) bool, all False (GR-Loss reweights, it selects nothing).
     """
     p = torch.sigmoid(logits.float())
-    p_fixed = p.detach()
-    k, v = gr_pseudo_label(p_fixed, w, b), gr_weight(p_fixed, mu, sigma)
-    unobserved_term = v * (k * gr_positive_part(p, q2) + (1 - k) * gr_negative_part(p, q3))
+    _, _, unobserved_term = gr_unobserved(p, w, b, mu, sigma, q2, q3)
     loss = torch.where(label_vec_obs == 1, _neg_log(p, GR_LOG_EPSILON),
                        torch.where(label_vec_obs == -1, gr_negative_part(p, q3), unobserved_term))
     return loss.mean(), torch.zeros_like(label_vec_obs, dtype=torch.bool)
+
+
+def gr_unobserved(p, w, b, mu, sigma, q2, q3):
+    """GR-Loss's term of an unobserved label (G7), v(p) [k(p) L2(p) + (1 - k(p)) L3(p)], with k and v
+    on the detached p; returns (k, v, term), (B, K) each."""
+    p_fixed = p.detach()
+    k, v = gr_pseudo_label(p_fixed, w, b), gr_weight(p_fixed, mu, sigma)
+    return k, v, v * (k * gr_positive_part(p, q2) + (1 - k) * gr_negative_part(p, q3))
 
 
 # ------------------------------------------------------------------ vision-language pseudo-labels
@@ -229,13 +235,9 @@ def vlpl_loss(logits, label_vec_obs, pseudo_positive, alpha, beta_pos, pseudo_ta
         loss: scalar, mean over B*K.
         pseudo: (B, K) bool, the unobserved entries taken as positive.
     """
-    p = torch.sigmoid(logits.float())
-    pos_term, neg_term = _neg_log(p, EM_LOG_EPSILON), _neg_log(1 - p, EM_LOG_EPSILON)
-    pseudo = (label_vec_obs == 0) & pseudo_positive
-    unobserved = torch.where(pseudo, beta_pos * (pseudo_target * pos_term + (1 - pseudo_target) * neg_term),
-                             -alpha * (p * pos_term + (1 - p) * neg_term))
-    loss = torch.where(label_vec_obs == 1, pos_term, torch.where(label_vec_obs == -1, neg_term, unobserved))
-    return loss.mean(), pseudo
+    # EM+APL's soft-label term (E3) with the soft label 0.9 on the pseudo-positives is V3.
+    soft = torch.where(pseudo_positive, pseudo_target, math.nan).to(logits.device)
+    return em_loss(logits, label_vec_obs, alpha, soft_labels=soft, beta=beta_pos)
 
 
 def damp_pseudo_labels(global_scores, crop_max, crop_min, label_vec_obs, eta, threshold, top_k):
@@ -285,13 +287,11 @@ def gpr_loss(logits, label_vec_obs, pseudo_positive, w, b, mu, sigma, q2, q3, la
         loss: scalar; pseudo: (B, K) bool, the unobserved entries taken as positive.
     """
     p = torch.sigmoid(logits.float())
-    p_fixed = p.detach()
-    k, v = gr_pseudo_label(p_fixed, w, b), gr_weight(p_fixed, mu, sigma)
+    _, v, gr_term = gr_unobserved(p, w, b, mu, sigma, q2, q3)
     pos_term, neg_term = _neg_log(p, GR_LOG_EPSILON), _neg_log(1 - p, GR_LOG_EPSILON)
     pseudo = (label_vec_obs == 0) & pseudo_positive
     v_pseudo = torch.clamp(v, min=1 - lam[0], max=1 - lam[1])
-    unobserved = torch.where(pseudo, (1 - v_pseudo) * (rho * pos_term + (1 - rho) * neg_term),
-                             v * (k * gr_positive_part(p, q2) + (1 - k) * gr_negative_part(p, q3)))
+    unobserved = torch.where(pseudo, (1 - v_pseudo) * (rho * pos_term + (1 - rho) * neg_term), gr_term)
     loss = torch.where(label_vec_obs == 1, pos_term, torch.where(label_vec_obs == -1, v * neg_term, unobserved))
     regulariser = (p.sum(dim=1).mean() - expected_num_pos) ** 2 / p.shape[1] ** 2
     return loss.mean() + reg * regulariser, pseudo

@@ -30,6 +30,7 @@ SCORER = os.path.join(REPO_DIR, "scripts", "zero_shot_scores.py")
 sys.path.insert(0, REPO_DIR)
 import config  # noqa: E402  (after the repository is on the path: the published linear-phase pairs)
 import methods  # noqa: E402
+import zero_shot  # noqa: E402
 
 # --demo: the demo dataset with the small-model flags of the README's quick start, so a script's
 # whole pipeline runs on a CPU in minutes: ResNet-18 from the demo's pretrained weights (the stand-in
@@ -257,7 +258,7 @@ def score_steps(runs, opts):
         data_dir = os.path.join(opts.data_dir, dataset)
         weights_file = getattr(opts, f"clip_{mode}")
         weights = ["--weights", weights_file] if weights_file and dataset != "demo" else []
-        done = os.path.exists(os.path.join(data_dir, f"zero_shot_{mode}.json"))
+        done = os.path.exists(zero_shot.score_paths(data_dir, mode)[1])     # the record is written last
         steps.append(([sys.executable, SCORER, "--dataset", dataset, "--data_dir", data_dir, "--mode", mode,
                        *weights], done))
     return steps

@@ -16,7 +16,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import zero_shot  # noqa: E402  (needs the path above)
+import config  # noqa: E402  (needs the path above)
+import zero_shot  # noqa: E402
 from errors import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,9 +93,7 @@ def read_class_names(data_dir):
 
 
 def run(args):
-    if args.dataset == "custom" and args.data_dir is None:
-        raise UserError("--dataset custom needs --data_dir (a folder in the layout of data/README.md)")
-    data_dir = args.data_dir or os.path.join(REPO, "data", args.dataset)      # config.build_config's rule
+    data_dir = config.dataset_dir(args.dataset, args.data_dir)
     if args.dataset == "demo":
         from data.demo import ensure_demo_dataset
         ensure_demo_dataset(data_dir)

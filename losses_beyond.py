@@ -235,9 +235,15 @@ def vlpl_loss(logits, label_vec_obs, pseudo_positive, alpha, beta_pos, pseudo_ta
         loss: scalar, mean over B*K.
         pseudo: (B, K) bool, the unobserved entries taken as positive.
     """
-    # EM+APL's soft-label term (E3) with the soft label 0.9 on the pseudo-positives is V3.
-    soft = torch.where(pseudo_positive, pseudo_target, math.nan).to(logits.device)
-    return em_loss(logits, label_vec_obs, alpha, soft_labels=soft, beta=beta_pos)
+    # em_loss with soft label 0.9 on the pseudo-positives computes V3 too, but with the label as a float32
+    # tensor, whose 1 - 0.9 differs in the last bit from this 0.1: the demo's VLPL runs moved by 0.1 mAP.
+    p = torch.sigmoid(logits.float())
+    pos_term, neg_term = _neg_log(p, EM_LOG_EPSILON), _neg_log(1 - p, EM_LOG_EPSILON)
+    pseudo = (label_vec_obs == 0) & pseudo_positive
+    unobserved = torch.where(pseudo, beta_pos * (pseudo_target * pos_term + (1 - pseudo_target) * neg_term),
+                             -alpha * (p * pos_term + (1 - p) * neg_term))
+    loss = torch.where(label_vec_obs == 1, pos_term, torch.where(label_vec_obs == -1, neg_term, unobserved))
+    return loss.mean(), pseudo
 
 
 def damp_pseudo_labels(global_scores, crop_max, crop_min, label_vec_obs, eta, threshold, top_k):

@@ -233,14 +233,37 @@ def plot_loss_curves(loss_history, labels_obs, labels_true, path, examples=5, se
 
 # ---------------------------------------------------------------- Fig. 4: precision of modification
 
-def precision_curve(records):
-    """Fig. 4: (epochs, precision) from a run's log.jsonl records; LL-Cp's cumulative
-    ``corrected_precision_total`` where logged, else the epoch's ``modification_precision``.
-    Epochs without any modification (the warm-up) are left out."""
-    points = [(r["epoch"], r.get("corrected_precision_total", r.get("modification_precision")))
-              for r in records]
-    points = [(epoch, value) for epoch, value in points if value is not None]
-    return [e for e, _ in points], [v for _, v in points]
+# What Fig. 4 draws: label -> the log.jsonl keys that hold it, the first present wins. Runs written
+# before LL-Cp's write rule was a flag logged the cumulative share as corrected_precision_total (they
+# wrote every corrected entry).
+PRECISION_SERIES = {"modified per epoch": ("modification_precision",),
+                    "written, cumulative": ("written_precision_total", "corrected_precision_total")}
+
+
+def precision_curves(records):
+    """Fig. 4, precision of modification, from a run's log.jsonl records: {label: (epochs, shares)}.
+
+    "modified per epoch": the share of each epoch's modified entries (rejected, or corrected in the
+    loss) that are truly positive. "written, cumulative" (LL-Cp): the share of all entries written
+    permanently so far that are truly positive, the paper's LL-Cp curve. Epochs where a share is
+    undefined (the warm-up; nothing written yet) are left out, and a series without any point, so
+    the dict is empty where nothing was modified or the truth is unknown.
+    """
+    curves = {}
+    for label, keys in PRECISION_SERIES.items():
+        points = [(r["epoch"], next((r[k] for k in keys if k in r), None)) for r in records]
+        points = [(epoch, value) for epoch, value in points if value is not None]
+        if points:
+            curves[label] = ([e for e, _ in points], [v for _, v in points])
+    return curves
+
+
+def modification_counts(records):
+    """What a run modified, in words: '2,574 modified' (entries rejected or corrected in the loss,
+    summed over the epochs), and for LL-Cp '..., 0 written permanently' (its cumulative total)."""
+    text = f"{sum(r.get('num_modified', 0) for r in records):,} modified"
+    written = [r["num_written_total"] for r in records if "num_written_total" in r]
+    return text + (f", {written[-1]:,} written permanently" if written else "")
 
 
 # ---------------------------------------------------------------- Table 4: pointing game

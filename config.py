@@ -383,7 +383,7 @@ def add_method_flags(parser):
         group = groups.setdefault(method.advice, parser.add_argument_group(method.advice))
         for flag in flags:
             group.add_argument(f"--{flag.name}", type=flag.type, nargs=flag.nargs, default=None,
-                               metavar=flag.metavar, help=flag.help)
+                               metavar=flag.metavar, choices=flag.choices, help=flag.help)
             added.add(flag.name)
 
 

@@ -1,8 +1,8 @@
 """A picture of a run: its log.jsonl (one record per epoch) drawn as curves.
 
     draw_run(run_dir)             # <run_dir>/curves.png: val mAP (best epoch marked), training loss,
-                                  # and for LL schemes with known truth the share of modified entries
-                                  # truly positive
+                                  # and for LL schemes with known truth the share of modified (and
+                                  # for LL-Cp, written) entries truly positive (analysis.precision_curves)
     draw_runs(run_dirs, out)      # several runs' val mAP and loss on one figure, one line a run
 
 Drawn with matplotlib's Agg canvas (no pyplot, no display, no global state), so train.py may call
@@ -11,6 +11,8 @@ draw_run at the end of a run, and scripts/collect.py's ``curves`` command draws 
 import json
 import math
 import os
+
+import analysis
 
 PANEL_WIDTH, PANEL_HEIGHT = 4.5, 3.5        # inches per panel; the figure is one row of panels
 DPI = 120
@@ -33,10 +35,10 @@ def read_best_epoch(run_dir):
 
 def panels(records):
     """The panels draw_run draws for these records, in order: val mAP and training loss, and the
-    share of modified entries truly positive where any record knows it (modification_precision
-    not None: an LL scheme on a split with ground truth)."""
+    precision of modification where any record knows it (an LL scheme on a split with ground truth:
+    ``analysis.precision_curves``)."""
     names = ["val_map", "train_loss"]
-    if any(r.get("modification_precision") is not None for r in records):
+    if analysis.precision_curves(records):
         names.append("modification_precision")
     return names
 
@@ -76,8 +78,9 @@ def _mark_best(ax, records, best_epoch, **style):
 def draw_run(run_dir, out=None):
     """Draws ``run_dir``'s log.jsonl into ``out`` (default <run_dir>/curves.png) and returns its path:
     val mAP per epoch with results.json's best epoch marked, training loss per epoch, and, where
-    any epoch records modification_precision, the share (%) of that epoch's modified entries that
-    are truly positive. A run without results.json (still running) is drawn without the mark."""
+    the truth is known, the precision of modification (``analysis.precision_curves``: each epoch's
+    modified entries, and LL-Cp's written ones, truly positive), titled with how many entries were
+    modified (and written). A run without results.json (still running) is drawn without the mark."""
     records = read_records(run_dir)
     best_epoch = read_best_epoch(run_dir)
     names = panels(records)
@@ -97,11 +100,13 @@ def draw_run(run_dir, out=None):
             ax.set_ylabel("training loss")
             ax.set_title(f"{title}: training loss")
         else:
-            ax.plot(*_series(records, "modification_precision", scale=100.0), marker="o", markersize=3,
-                    color="tab:green")
+            for (label, (epochs, shares)), color in zip(analysis.precision_curves(records).items(),
+                                                        ("tab:green", "tab:purple")):
+                ax.plot(epochs, [100 * v for v in shares], marker="o", markersize=3, color=color, label=label)
+            ax.legend(fontsize=8)
             ax.set_ylim(-2, 102)
-            ax.set_ylabel("modified entries truly positive (%)")
-            ax.set_title(f"{title}: modified entries")
+            ax.set_ylabel("truly positive (%)")
+            ax.set_title(analysis.modification_counts(records), fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     return _save(fig, out or os.path.join(run_dir, "curves.png"))

@@ -116,8 +116,8 @@ def compute_batch_loss(logits, label_vec_obs, scheme, delta_rel, epoch, *, R0=No
     Returns:
         loss: scalar, mean over all B*K entries (rejected entries count as 0 in the mean).
         modified: (B, K) bool, the entries rejected (LL-R) or corrected (LL-Ct, LL-Cp). For LL-Cp
-            the caller writes these as +1 into its training label matrix. All False for AN and the
-            baselines.
+            the caller writes those of ``permanent_corrections`` as +1 into its training label
+            matrix. All False for AN and the baselines.
     """
     # Selection and loss in fp32 whatever the autocast dtype, so the same entries are picked.
     logits = logits.float()
@@ -140,6 +140,40 @@ def compute_batch_loss(logits, label_vec_obs, scheme, delta_rel, epoch, *, R0=No
         corrected = F.binary_cross_entropy_with_logits(logits, torch.ones_like(target), reduction="none")
         loss_matrix = torch.where(modified, corrected, loss_matrix)
     return loss_matrix.mean(), modified
+
+
+# LL-Cp's permanent write: "authors" as the code that made the paper's numbers, "all" as its text.
+LLCP_WRITE_RULES = ("authors", "all")
+
+
+def permanent_corrections(logits, label_vec_obs, modified, k, rule="authors"):
+    """The entries LL-Cp writes as observed positives (+1) into the run's training labels (Eq. 7-9).
+
+    The loss corrects the k largest unobserved losses (``compute_batch_loss``); which of them stay
+    corrected for the rest of training depends on ``rule``:
+      - "authors": as snucml/LargeLossMatters (ac475fe, which made the paper's numbers; HEAD once its
+        ``is 'LL-Cp'`` test is fixed): the entries whose masked loss (observed entries at 0) is
+        strictly above the k-th largest, so k - 1 of the k without ties and fewer with ties at the
+        k-th value. With the authors' VOC setting k = 1: nothing is ever written.
+      - "all": every corrected entry, the paper's text read literally.
+
+    Args:
+        logits: (B, K) classifier outputs; label_vec_obs: (B, K) in {-1, 0, +1}.
+        modified: (B, K) bool, the entries the loss corrected.
+        k: the batch's number of corrections (``num_to_modify``).
+        rule: one of LLCP_WRITE_RULES.
+    Returns:
+        (B, K) bool, a subset of ``modified``.
+    """
+    if rule not in LLCP_WRITE_RULES:
+        raise ValueError(f"unknown LL-Cp write rule {rule!r}; expected one of {LLCP_WRITE_RULES}")
+    if rule == "all" or k == 0:
+        return modified
+    target = (label_vec_obs == 1).float()
+    loss_matrix = F.binary_cross_entropy_with_logits(logits.detach().float(), target, reduction="none")
+    unobserved_loss = loss_matrix * (label_vec_obs == 0)            # the authors' masked loss, (B, K)
+    kth_largest = torch.topk(unobserved_loss.flatten(), k).values[-1]
+    return modified & (unobserved_loss > kth_largest)
 
 
 # Baselines (Cole et al., CVPR 2021). As upstream they work on probabilities p = sigmoid(x) with

@@ -1,7 +1,7 @@
 """The registry of training methods: each ``--mod_scheme`` is one ``Method`` entry, which the CLI
 (choices, flags, help), the config checks, the training loop, the experiment scripts and the
 collector read. The training loop has no per-method branch: it calls ``entry.loss``, keeps
-``entry.make_state``'s state, writes labels where ``entry.writes_labels`` says, and calls
+``entry.make_state``'s state, writes the labels that ``entry.corrections`` returns, and calls
 ``entry.after_epoch``.
 
 Adding a method: write its loss function (losses.py or losses_beyond.py), then one ``register(Method(...))``
@@ -33,6 +33,7 @@ class Flag:
     default: object = None
     check: Optional[Callable] = None      # value -> None, or what the valid range is
     metavar: Optional[tuple] = None       # the names of a list flag's values in --help
+    choices: Optional[tuple] = None       # the values argparse accepts (a str flag's)
 
     def default_for(self, dataset):
         return self.default(dataset) if callable(self.default) else self.default
@@ -57,7 +58,7 @@ class Method:
     advice: str = ""            # the title line of that group
     settings: Callable = None   # dataset -> the authors' optimizer / lr / delta_rel for this method, or {}
     rate_scheme: bool = False   # the modified share grows with --delta_rel (LL-R, LL-Ct, LL-Cp)
-    writes_labels: bool = False  # the modified entries become +1 in the run's training labels (LL-Cp)
+    corrections: Callable = None  # (logits, labels, modified, Batch) -> (B, K) bool written as +1 into the run's labels (LL-Cp)
     needs_k_hat: bool = False   # uses the expected number of positives (EPR, ROLE)
     make_state: Callable = None  # (train split (datasets.Split), cfg) -> nn.Module: idx -> (B, K)
     state_trains: bool = False  # its parameters train with the classifier (ROLE's estimate)
@@ -67,6 +68,11 @@ class Method:
     scores: str = None          # the zero-shot score file it reads (zero_shot.MODES), made by scripts/zero_shot_scores.py
     paper_row: bool = True      # a row of the LL paper's tables (else added to scripts by name)
     published: dict = dataclasses.field(default_factory=dict)   # dataset -> published test mAP
+
+    @property
+    def writes_labels(self):
+        """Whether the run's training labels change (LL-Cp's permanent corrections)."""
+        return self.corrections is not None
 
     def rate(self, epoch, delta_rel):
         """The share of label entries modified in ``epoch`` (0 for methods that select nothing)."""
@@ -114,8 +120,22 @@ _COLE = "Cole et al., Multi-Label Learning from Single Positive Labels, CVPR 202
 register(Method("AN", _scheme_loss("AN"), "Naive assume-negative (Eq. 2)", _LL))
 register(Method("LL-R", _scheme_loss("LL-R"), "reject large losses (Eq. 4)", _LL, rate_scheme=True))
 register(Method("LL-Ct", _scheme_loss("LL-Ct"), "correct large losses temporarily (Eq. 5-6)", _LL, rate_scheme=True))
+LLCP_WRITE = Flag("llcp_write", "which corrected entries LL-Cp writes permanently as positives: authors (as "
+                  "the authors' code, which made the paper's numbers: those whose loss is strictly above the k-th "
+                  "largest, k - 1 of the k per batch, so none where k = 1, as with their VOC setting) or all (the "
+                  "paper's text read literally: all k). Default authors", type=str, default="authors",
+                  choices=losses.LLCP_WRITE_RULES)
+
+
+def _llcp_corrections(logits, labels, modified, batch):
+    cfg = batch.cfg
+    k = losses.num_to_modify(*logits.shape, losses.modification_rate(batch.epoch, "LL-Cp", cfg.delta_rel))
+    return losses.permanent_corrections(logits, labels, modified, k, cfg.method_options["llcp_write"])
+
+
 register(Method("LL-Cp", _scheme_loss("LL-Cp"), "correct large losses permanently (Eq. 7-9)", _LL,
-                rate_scheme=True, writes_labels=True))
+                flags=(LLCP_WRITE,), advice=f"LL-Cp ({_LL}; the permanent write)", rate_scheme=True,
+                corrections=_llcp_corrections))
 def _threshold(epoch, cfg):
     return {"ll_threshold": losses.absolute_threshold(epoch, cfg.R0, cfg.delta_abs)} if epoch > 1 else {}
 

@@ -149,7 +149,7 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
             (``CachedFeatureBatches``). With several processes its ``batch_sampler`` is a
             ``datasets.ShardedBatches``, which tells the shares apart.
         labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
-            its permanent corrections here, so they persist across epochs.
+            its permanent corrections here (``methods.Method.corrections``), so they persist across epochs.
         labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
             entries are truly positive (the precision of modification, paper Fig. 4).
         label_estimate: the method's state (``methods.Method.make_state``): ROLE's ``losses.LabelEstimate``
@@ -166,6 +166,8 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
     total_loss = torch.zeros((), device=device)
     num_modified = torch.zeros((), dtype=torch.long, device=device)
     num_modified_true = torch.zeros((), dtype=torch.long, device=device)
+    num_written = torch.zeros((), dtype=torch.long, device=device)
+    num_written_true = torch.zeros((), dtype=torch.long, device=device)
     first_bad_step = torch.zeros((), dtype=torch.long, device=device)     # 0: every loss finite so far
     num_seen = 0
     scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
@@ -181,7 +183,7 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         batch_obs = labels_obs[idx]                                             # (B, K)
         estimate = None if label_estimate is None else label_estimate(idx)
         parts = shares if cfg.loss_scope == "per_process" else [sum(shares)]
-        loss, modified = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate, prior)
+        loss, modified, written = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate, prior)
         # Noted on the device and checked with the progress bar: testing every batch would make the
         # CPU wait for the GPU at each step.
         first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step, first_bad_step)
@@ -194,12 +196,16 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         scaler.step(optimizer)
         scaler.update()
 
-        if method.writes_labels:           # LL-Cp: the corrections persist in the run's labels
-            labels_obs[idx] = batch_obs.masked_fill(modified, 1)
+        if written is not None:            # LL-Cp: its permanent corrections persist in the run's labels
+            labels_obs[idx] = batch_obs.masked_fill(written, 1)
+            num_written += written.sum()
         total_loss += loss.detach() * len(idx)
         num_modified += modified.sum()
         if labels_true is not None:
-            num_modified_true += (modified & labels_true[idx]).sum()
+            truth = labels_true[idx]
+            num_modified_true += (modified & truth).sum()
+            if written is not None:
+                num_written_true += (written & truth).sum()
         num_seen += len(idx)
         if step % 20 == 0 or step == len(loader):
             if first_bad_step.item():
@@ -209,10 +215,14 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
 
     stats = {"train_loss": total_loss.item() / num_seen, **method.epoch_stats(epoch, cfg),
              "num_modified": num_modified.item()}
+    if method.writes_labels:
+        stats["num_written"] = num_written.item()
     if labels_true is not None:
         stats["num_modified_true_pos"] = num_modified_true.item()
         stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
                                             if num_modified.item() else None)
+        if method.writes_labels:
+            stats["num_written_true_pos"] = num_written_true.item()
     return stats
 
 
@@ -225,20 +235,26 @@ def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
             EPR mean, ...), weighted by its rows: [B] for the whole batch (--loss_scope global), or
             each process's share (per_process), which is what a loss computed per GPU would give.
     Returns:
-        (loss, modified (B, K) bool).
+        (loss, modified (B, K) bool, written (B, K) bool or None): the entries the loss modified, and
+        those the method writes as +1 into the run's labels (LL-Cp; None for the others).
     """
     estimates = [None] * len(parts) if estimate is None else estimate.split(parts)
     results = [part_loss(*part, cfg, epoch, prior)
                for part in zip(logits.split(parts), batch_obs.split(parts), estimates)]
     if len(parts) == 1:
         return results[0]
-    loss = sum(loss * n for (loss, _), n in zip(results, parts)) / len(logits)
-    return loss, torch.cat([modified for _, modified in results])
+    loss = sum(loss * n for (loss, _, _), n in zip(results, parts)) / len(logits)
+    modified, written = (list(masks) for masks in zip(*(result[1:] for result in results)))
+    return loss, torch.cat(modified), None if written[0] is None else torch.cat(written)
 
 
 def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
-    """``batch_loss`` of one part: the method's loss function (methods.py) on its rows."""
-    return methods.get(cfg.mod_scheme).loss(logits, batch_obs, methods.Batch(cfg, epoch, estimate, prior))
+    """``batch_loss`` of one part: the method's loss function (methods.py) on its rows, and the
+    entries it writes into the run's labels."""
+    method, batch = methods.get(cfg.mod_scheme), methods.Batch(cfg, epoch, estimate, prior)
+    loss, modified = method.loss(logits, batch_obs, batch)
+    written = None if method.corrections is None else method.corrections(logits, batch_obs, modified, batch)
+    return loss, modified, written
 
 
 def fp32_logits(model, images, amp, device):
@@ -386,14 +402,16 @@ def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_w
 
 
 def correction_totals(history):
-    """LL-Cp: how many entries are corrected so far, and the share that is truly positive, from the
-    epochs' records. Each modified entry was unobserved and stays +1 from then on, so it is modified
-    once: the totals are sums, and no copy of the initial (N, K) labels is needed to count them."""
-    count = sum(r["num_modified"] for r in history)
-    totals = {"num_corrected_total": count}
-    if "num_modified_true_pos" in history[-1]:
-        totals["corrected_precision_total"] = (sum(r["num_modified_true_pos"] for r in history) / count
-                                               if count else None)
+    """LL-Cp: how many entries are written permanently so far, and the share that is truly positive,
+    from the epochs' records. A written entry was unobserved and stays +1 from then on, so it is
+    written once: the totals are sums, and no copy of the initial (N, K) labels is needed to count
+    them. (An entry corrected in the loss but not written may be corrected again later: the
+    per-epoch ``num_modified`` counts corrections, not entries.)"""
+    count = sum(r["num_written"] for r in history)
+    totals = {"num_written_total": count}
+    if "num_written_true_pos" in history[-1]:
+        totals["written_precision_total"] = (sum(r["num_written_true_pos"] for r in history) / count
+                                             if count else None)
     return totals
 
 
@@ -823,4 +841,9 @@ def format_epoch(record, state, num_epochs):
         line += f" | modified {record['num_modified']}"
         if record.get("modification_precision") is not None:
             line += f" ({100 * record['modification_precision']:.1f} % truly positive)"
+    if record["num_modified"] and "num_written_total" in record:     # LL-Cp: what stays corrected
+        line += f" | written {record['num_written']} ({record['num_written_total']} in all"
+        if record.get("written_precision_total") is not None:
+            line += f", {100 * record['written_precision_total']:.1f} % truly positive"
+        line += ")"
     return line + f" | {record['time_s']:.1f} s"

@@ -81,15 +81,16 @@ def precision(run_dirs, out_dir):
     for run_dir in run_dirs:
         with open(os.path.join(run_dir, "log.jsonl")) as f:
             records = [json.loads(line) for line in f]
-        epochs, values = analysis.precision_curve(records)
+        curves = analysis.precision_curves(records)
         name = method_name(read_json(run_dir, "config.json"))
-        if not epochs:
-            print(f"{name} ({run_dir}): nothing was modified, or the truth is unknown; skipped")
+        print(f"{name} ({run_dir}): {analysis.modification_counts(records)}")
+        if not curves:
+            print("  nothing was modified, or the truth is unknown; skipped")
             continue
-        ax.plot(epochs, [100 * v for v in values], marker="o", label=name)
-        print(f"{name} ({run_dir}): precision of modification per epoch (%): "
-              + ", ".join(f"{e}: {100 * v:.1f}" for e, v in zip(epochs, values)))
-    ax.set(xlabel="epoch", ylabel="modified entries truly positive (%)", title="Precision of modification")
+        for label, (epochs, values) in curves.items():
+            ax.plot(epochs, [100 * v for v in values], marker="o", label=f"{name}, {label}")
+            print(f"  precision, {label} (%): " + ", ".join(f"{e}: {100 * v:.1f}" for e, v in zip(epochs, values)))
+    ax.set(xlabel="epoch", ylabel="truly positive (%)", title="Precision of modification")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out_dir, "modification_precision.png")

@@ -57,11 +57,26 @@ def test_label_states():
                                   [[analysis.OBSERVED, analysis.NEGATIVE, analysis.REJECTED, analysis.NEGATIVE]])
 
 
-def test_precision_curve_prefers_the_cumulative_value():
-    records = [{"epoch": 1, "modification_precision": None},
-               {"epoch": 2, "modification_precision": 0.5},
-               {"epoch": 3, "modification_precision": 0.4, "corrected_precision_total": 0.45}]
-    assert analysis.precision_curve(records) == ([2, 3], [0.5, 0.45])
+def test_precision_curves_per_epoch_and_written():
+    """Fig. 4: each epoch's modified share, and LL-Cp's cumulative written share, as separate series;
+    undefined points left out; a log written before the write rule names its cumulative share
+    corrected_precision_total."""
+    records = [{"epoch": 1, "num_modified": 0, "modification_precision": None},
+               {"epoch": 2, "num_modified": 4, "modification_precision": 0.5},
+               {"epoch": 3, "num_modified": 6, "modification_precision": 0.4}]
+    assert analysis.precision_curves(records) == {"modified per epoch": ([2, 3], [0.5, 0.4])}
+    assert analysis.modification_counts(records) == "10 modified"
+    llcp = [{**r, "num_written_total": n, "written_precision_total": p}
+            for r, (n, p) in zip(records, [(0, None), (0, None), (2, 1.0)])]
+    assert analysis.precision_curves(llcp) == {"modified per epoch": ([2, 3], [0.5, 0.4]),
+                                               "written, cumulative": ([3], [1.0])}
+    assert analysis.modification_counts(llcp) == "10 modified, 2 written permanently"
+    voc = [{**r, "num_written_total": 0, "written_precision_total": None} for r in records]      # k = 1
+    assert list(analysis.precision_curves(voc)) == ["modified per epoch"]
+    assert analysis.modification_counts(voc) == "10 modified, 0 written permanently"
+    old = [*records[:2], {**records[2], "corrected_precision_total": 0.45}]
+    assert analysis.precision_curves(old)["written, cumulative"] == ([3], [0.45])
+    assert analysis.precision_curves([{"epoch": 1, "num_modified": 0}]) == {}
 
 
 def test_cam_is_the_head_weighted_feature_sum():
@@ -208,7 +223,8 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
     compute_batch_loss saw them; a resumed recorder keeps the finished epochs."""
     cfg = build_config(get_args_parser().parse_args(
         ["--dataset", "demo", "--arch", "resnet18", "--weights", "none", "--optimizer", "sgd", "--lr", "0.05",
-         "--mod_scheme", "LL-Cp", "--delta_rel", "10", "--num_epochs", "2", "--save_path", str(tmp_path)]))
+         "--mod_scheme", "LL-Cp", "--delta_rel", "10", "--num_epochs", "2", "--llcp_write", "all",
+         "--save_path", str(tmp_path)]))
     torch.manual_seed(0)
     model = build_model("resnet18", 4, "none")
     optimizer = train.build_optimizer(model, cfg)
@@ -240,8 +256,8 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
             assert np.isnan(history[1]).all()
             epoch_one = history[0].copy()
     np.testing.assert_array_equal(history[0], epoch_one)               # kept by the resumed recorder
-    # LL-Cp corrected k = ceil(5 * 4 * 10 %) = 2 entries of each full batch, 1 of the last: all of
-    # them, and nothing else, are CORRECTED in epoch 2's trajectory.
+    # LL-Cp corrected k = ceil(5 * 4 * 10 %) = 2 entries of each full batch, 1 of the last, and with
+    # --llcp_write all wrote them all: they, and nothing else, are CORRECTED in epoch 2's trajectory.
     states = np.load(tmp_path / "label_trajectories.npy")
     corrected = ((labels_obs == 1) & (initial == 0)).numpy()
     assert corrected.sum() == 2 + 2 + 1

@@ -131,8 +131,8 @@ def test_per_process_scope_selects_k_in_each_share(demo_args):
     cfg = build_config(get_args_parser().parse_args(demo_args("--mod_scheme", "LL-R", "--delta_rel", "1")))
     logits = torch.randn(10, 12)
     obs = torch.zeros(10, 12, dtype=torch.int8)
-    _, whole = train.batch_loss(logits, obs, cfg, 2, [10])
-    _, shares = train.batch_loss(logits, obs, cfg, 2, [5, 5])
+    _, whole, _ = train.batch_loss(logits, obs, cfg, 2, [10])
+    _, shares, _ = train.batch_loss(logits, obs, cfg, 2, [5, 5])
     assert whole.sum() == 2                                     # ceil(120 * 0.01)
     assert shares[:5].sum() == shares[5:].sum() == 1            # ceil(60 * 0.01) each
 
@@ -155,7 +155,7 @@ def test_torchrun_cli_linear_init(demo_args, tmp_path):
     one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
     for a, b in zip(one[:2], two[:2]):                          # the frozen epochs
         assert a["num_modified"] == b["num_modified"]
-        assert a["num_corrected_total"] == b["num_corrected_total"]
+        assert a["num_written_total"] == b["num_written_total"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_map"] == pytest.approx(b["val_map"], abs=1e-3)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_processes"] == 2
@@ -164,7 +164,7 @@ def test_torchrun_cli_linear_init(demo_args, tmp_path):
     initial = torch.as_tensor(splits["train"].labels_obs)
     for run, log in (("one", one), ("two", two)):       # the logged total is what the label matrix holds
         final = torch.load(tmp_path / run / "last.pt", weights_only=True)["labels_obs"]
-        assert ((final == 1) & (initial == 0)).sum().item() == log[-1]["num_corrected_total"] > 0
+        assert ((final == 1) & (initial == 0)).sum().item() == log[-1]["num_written_total"] > 0
 
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     model = models.build_model(cfg.arch, 12, "none")

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import compute_batch_loss, large_loss_mask, modification_rate, num_to_modify
+from losses import compute_batch_loss, large_loss_mask, modification_rate, num_to_modify, permanent_corrections
 
 
 def softplus(x):
@@ -115,3 +115,46 @@ def test_large_loss_mask_with_k_zero_and_gradients_flow():
     assert logits.grad[0, 2] == 0 and logits.grad[1, 0] == 0      # rejected: no gradient
     # d/dx softplus(x) / 6 = sigmoid(x) / 6 for a kept negative term.
     assert logits.grad[0, 1].item() == pytest.approx(torch.sigmoid(torch.tensor(-1.0)).item() / 6, rel=1e-6)
+
+
+# LL-Cp's permanent write (issue 27). Masked losses (observed entries at 0), by hand:
+# (0,0) 0 [observed], (0,1) 0.313, (0,2) 0.974, (1,0) 0.693, (1,1) 0 [observed], (1,2) 0.127.
+@pytest.mark.parametrize("delta_rel, corrected, written_by_authors", [
+    # k = ceil(6 * 50 %) = 3: the loss corrects 0.974, 0.693, 0.313; the authors write the 2 strictly
+    # above the 3rd largest (0.313).
+    (50, [[0, 1, 1], [1, 0, 0]], [[0, 0, 1], [1, 0, 0]]),
+    # k = ceil(6 * 10 %) = 1: the loss corrects 0.974; nothing lies strictly above it, so nothing is written.
+    (10, [[0, 0, 1], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]),
+])
+def test_ll_cp_writes_the_corrected_entries_strictly_above_the_kth_loss(delta_rel, corrected, written_by_authors):
+    loss, modified = compute_batch_loss(LOGITS, OBS, "LL-Cp", delta_rel=delta_rel, epoch=2)
+    assert torch.equal(modified, torch.tensor(corrected, dtype=torch.bool))
+    k = num_to_modify(2, 3, modification_rate(2, "LL-Cp", delta_rel))
+    assert k == sum(map(sum, corrected))
+    authors = permanent_corrections(LOGITS, OBS, modified, k)
+    assert torch.equal(authors, torch.tensor(written_by_authors, dtype=torch.bool))
+    assert authors.sum() == k - 1
+    assert torch.equal(permanent_corrections(LOGITS, OBS, modified, k, "all"), modified)
+    # The loss itself does not depend on the write rule: the k corrected entries use BCE(x, 1).
+    corrected_an = [[AN[i][j] if not corrected[i][j] else softplus(-LOGITS[i, j].item()) for j in range(3)]
+                    for i in range(2)]
+    assert loss.item() == pytest.approx(sum(map(sum, corrected_an)) / 6, rel=1e-6)
+
+
+def test_ll_cp_write_with_a_tie_at_the_kth_loss_follows_the_authors_comparison():
+    # (0,1) and (0,2) tie at softplus(1) = 1.313; then (1,0) softplus(0.5) = 0.974, (1,2) softplus(-2) = 0.127.
+    logits = torch.tensor([[2.0, 1.0, 1.0], [0.5, 3.0, -2.0]])
+    tied = torch.tensor([[False, True, True], [False, False, False]])
+    # k = 2: both tied entries are corrected and the k-th value is theirs: none is strictly above it.
+    _, modified = compute_batch_loss(logits, OBS, "LL-Cp", delta_rel=30, epoch=2)
+    assert torch.equal(modified, tied)
+    assert not permanent_corrections(logits, OBS, modified, 2).any()
+    # k = 3: the k-th value is 0.974, so both tied entries (and only they) are written: 2 = k - 1.
+    _, modified = compute_batch_loss(logits, OBS, "LL-Cp", delta_rel=50, epoch=2)
+    assert torch.equal(permanent_corrections(logits, OBS, modified, 3), tied)
+    # k = 1: one of the tied entries is corrected in the loss; nothing lies above the k-th value.
+    _, modified = compute_batch_loss(logits, OBS, "LL-Cp", delta_rel=10, epoch=2)
+    assert modified.sum() == 1 and (modified & tied).any()
+    assert not permanent_corrections(logits, OBS, modified, 1).any()
+    with pytest.raises(ValueError):
+        permanent_corrections(logits, OBS, modified, 1, "some")

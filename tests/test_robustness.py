@@ -51,6 +51,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny):
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     after = json.loads((killed_dir / "results.json").read_text())
     assert after["test_map"] == whole["test_map"] and after["best_epoch"] == whole["best_epoch"]
+    # LL-Cp's written labels came through the kill: the same entries as the uninterrupted run's.
+    written = [torch.load(tmp_path / name / "last.pt", weights_only=True)["labels_obs"] for name in ("whole", "killed")]
+    assert torch.equal(*written) and read_log(killed_dir)[-1]["num_written_total"] > 0
 
 
 

@@ -54,11 +54,13 @@ def test_cli_rejects_bad_arguments(demo_args, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
-    """The real train_one_epoch with worker processes: each corrected entry is written as +1 once
-    and never selected again; observed entries never change."""
+@pytest.mark.parametrize("rule, written_per_batch", [("authors", 3), ("all", 4)])
+def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path, rule, written_per_batch):
+    """The real train_one_epoch with worker processes: the loss corrects k entries per batch, of which
+    the authors' rule writes the k - 1 strictly above the k-th loss (ties have probability 0 here) and
+    --llcp_write all writes all k, as +1, each once, never selected again; observed entries never change."""
     cfg = build_config(get_args_parser().parse_args(
-        demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "2", "--num_epochs", "3")
+        demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "2", "--num_epochs", "3", "--llcp_write", rule)
         + ["--num_workers", "2"]))
     splits = train.datasets.load_splits(cfg)
     torch.manual_seed(0)
@@ -68,16 +70,29 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path):
     initial = labels_obs.clone()
     labels_true = torch.as_tensor(splits["train"].labels).bool()
     loader = train.make_loader(splits["train"], cfg, train=True, generator=torch.Generator().manual_seed(0))
-    corrected_so_far = 0
+    written_so_far = 0
     for epoch in (1, 2, 3):
         stats = train.train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, "cpu")
-        corrected = ((labels_obs == 1) & (initial == 0)).sum().item()
+        written = (labels_obs == 1) & (initial == 0)
         # LL-Cp: k = ceil(B * K * 2 %) per batch from epoch 2: ceil(3.84) = ceil(3.12) = 4.
         assert stats["num_modified"] == (0 if epoch == 1 else 5 * 4)
-        assert corrected == corrected_so_far + stats["num_modified"]    # all new: none selected twice
-        corrected_so_far = corrected
+        assert stats["num_written"] == (0 if epoch == 1 else 5 * written_per_batch)
+        assert written.sum().item() == written_so_far + stats["num_written"]    # all new: none written twice
+        assert stats["num_written_true_pos"] == (written & labels_true).sum().item() - (
+            0 if epoch == 1 else written_true_so_far)
+        written_so_far, written_true_so_far = written.sum().item(), (written & labels_true).sum().item()
         assert torch.equal(labels_obs[initial != 0], initial[initial != 0])
         assert set(labels_obs.unique().tolist()) <= {-1, 0, 1}
+
+
+def test_ll_cp_write_rule_is_recorded_and_refused_elsewhere(demo_args, tmp_path, capsys):
+    cfg = build_config(get_args_parser().parse_args(demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "2")))
+    assert cfg.method_options == {"llcp_write": "authors"}                # the default, into config.json
+    assert main.main(demo_args("--mod_scheme", "LL-Ct", "--delta_rel", "2", "--llcp_write", "all")) == 2
+    assert "--llcp_write is a flag of LL-Cp" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:                          # not a rule: argparse's exit 2
+        get_args_parser().parse_args(demo_args("--mod_scheme", "LL-Cp", "--llcp_write", "some"))
+    assert exit_info.value.code == 2
 
 
 def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):

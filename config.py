@@ -120,6 +120,7 @@ class Config:
     method_options: dict = dataclasses.field(default_factory=dict)   # the method's own flags (methods.py)
     csl_reduction: str = "sum"
     ap_without_positive: str = "zero"
+    max_steps_per_epoch: int = None
 
     @property
     def run_dir(self):
@@ -190,7 +191,9 @@ def _data_flags(p):
                    help="folder in the formatted layout (data/README.md); default data/<dataset>")
     g.add_argument("--train_set_variant", default="observed", choices=("observed", "clean"),
                    help="'clean' trains on the full labels: the paper's 'Full label' upper bound")
-    g.add_argument("--val_frac", type=float, default=0.2, help="share of the official train set held out as val")
+    g.add_argument("--val_frac", type=float, default=0.2,
+                   help="share of the official train set held out as val (Cole et al.'s split), where the dataset "
+                        "does not ship a validation split of its own (OpenImages does: it is used as val)")
     g.add_argument("--split_seed", type=int, default=1200, help="seed of the train/val split")
     g.add_argument("--ss_frac_train", type=float, default=1.0,
                    help="fraction of the training images kept (paper Fig. 6)")
@@ -283,6 +286,9 @@ def _optimisation_flags(p):
                    help="batch size: it sets the k of each batch. Default 16; the authors' for EM, EM-APL "
                         "(VOC and CUB 8, else 16) and GR-Loss (8)")
     g.add_argument("--num_epochs", type=int, default=None, help="Default 10 (GR-Loss: its authors' 8)")
+    g.add_argument("--max_steps_per_epoch", type=int, default=None,
+                   help="train at most this many batches an epoch (smoke runs and benchmarks on a large dataset; "
+                        "the epoch's order is drawn as for a whole epoch); default: every batch")
     g.add_argument("--early_stop_drop", type=float, default=None,
                    help="stop when val mAP falls more than this many points below the best. Default 3; the "
                         "authors' rule for EM, EM-APL (0: the first fall) and GR-Loss (2); BoostLU runs every "
@@ -474,6 +480,9 @@ def build_config(args):
         args.expected_num_pos = EXPECTED_POSITIVES.get(args.dataset)
     if args.expected_num_pos is not None and args.expected_num_pos <= 0:
         raise UserError(f"--expected_num_pos must be positive, got {args.expected_num_pos}")
+    if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
+        raise UserError(f"--max_steps_per_epoch {args.max_steps_per_epoch}: must be at least 1 (leave it out to "
+                        f"train every batch)")
     for name in ("bsize", "num_epochs", "image_size"):
         if getattr(args, name) <= 0 and not (name == "num_epochs" and linear_only(args)):
             raise UserError(f"--{name} must be positive"

@@ -1,11 +1,14 @@
 """Formatted multi-label datasets: loading, observed-label simulation, splits, transforms.
 
 Every dataset, real or generated, lives in one folder in the *formatted layout* (data/README.md):
-``formatted_{train,val}_{images,labels,labels_obs}.npy`` plus an image folder. The official train
-set is split into our train/val; the official val set is our test set (SPEC section 3).
+``formatted_{train,val}_{images,labels,labels_obs}`` plus an image folder, the labels dense or sparse
+(labels.py). The official train set is split into our train/val and the official val set is our
+test set (SPEC section 3), unless the dataset ships its own validation split
+(``formatted_test_*``: OpenImages), which is then used as it is.
 """
 import dataclasses
 import functools
+import json
 import os
 import warnings
 from typing import Optional
@@ -17,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms.v2 import functional as TF
 
 import distributed
+import labels
 from errors import UserError
 
 
@@ -72,86 +76,154 @@ IMAGE_ROOTS = {
     "demo": "images",
     "custom": "",
 }
-PHASES = ("train", "val")   # the official splits, as stored; our test set is the official val
+# The formatted file sets. Cole et al.'s layout has two: "train", and "val", the official validation
+# set, which is our test set (our val is then 20 % of train). A dataset that ships a validation and a
+# test split (OpenImages) has all three, and each is what its name says.
+PHASES = ("train", "val", "test")
+
+
+class ImagePaths:
+    """The image files of a split: position i is ``root/names[rows[i]]`` + ``suffix``. ``names`` is
+    the formatted file's array, memory-mapped: no per-image string is made until an image is read."""
+
+    def __init__(self, root, names, rows, suffix=""):
+        self.root, self.names, self.rows, self.suffix = root, names, rows, suffix
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return os.path.join(self.root, str(self.names[self.rows[i]]) + self.suffix)
 
 
 @dataclasses.dataclass
 class Split:
-    """One evaluated or trained subset: image paths and its label matrices."""
-    images: np.ndarray             # (N,) absolute paths
-    labels: Optional[np.ndarray]   # (N, K) 0/1 ground truth; None where unknown (OpenImages)
-    labels_obs: np.ndarray         # (N, K) int8 -1/0/+1 observed labels
-    rows: np.ndarray = None        # (N,) the rows of formatted_<phase>_*.npy it holds (per-image files beside
-                                   # the dataset, such as zero-shot scores, are indexed so)
+    """One evaluated or trained subset: its images and label matrices, read from the formatted files."""
+    paths: ImagePaths                 # (n,) image files
+    labels: Optional[labels.Labels]   # (n, K) 0/1 ground truth; None where unknown (OpenImages)
+    labels_obs: labels.Labels         # (n, K) -1/0/+1 observed labels
 
     def __len__(self):
-        return len(self.images)
+        return len(self.paths)
+
+    @property
+    def rows(self):
+        """(n,) the rows of formatted_<phase>_*.npy it holds (per-image files beside the dataset, such as
+        zero-shot scores, are indexed so)."""
+        return self.paths.rows
+
+    @property
+    def images(self):
+        """(n,) absolute image paths, as one array (for small splits and the analyses)."""
+        return np.array([self.paths[i] for i in range(len(self))])
 
 
 def load_formatted(data_dir, phase):
-    """Read and check one official split of a formatted dataset folder."""
-    def path(kind):
-        return os.path.join(data_dir, f"formatted_{phase}_{kind}.npy")
-
-    for kind in ("images", "labels_obs"):
-        if not os.path.isfile(path(kind)):
-            raise UserError(f"missing {path(kind)}: prepare the dataset first (data/README.md)")
-    images = np.load(path("images"))
-    labels_obs = np.load(path("labels_obs"), mmap_mode="r")
-    labels = np.load(path("labels"), mmap_mode="r") if os.path.isfile(path("labels")) else None
-    if images.ndim != 1 or labels_obs.ndim != 2 or len(images) != len(labels_obs):
-        raise UserError(f"{data_dir} ({phase}): {path('images')} has shape {images.shape} but "
-                          f"{path('labels_obs')} has {labels_obs.shape}; expected (N,) and (N, K)")
-    _check_values(labels_obs, (-1, 0, 1), path("labels_obs"))
-    if labels is not None:
-        if labels.shape != labels_obs.shape:
-            raise UserError(f"{path('labels')} has shape {labels.shape}, "
-                              f"{path('labels_obs')} has {labels_obs.shape}")
-        _check_values(labels, (0, 1), path("labels"))
-        if ((labels_obs == 1) & (labels == 0)).any() or ((labels_obs == -1) & (labels == 1)).any():
-            raise UserError(f"{path('labels_obs')} contradicts {path('labels')}: an observed label "
-                              f"must agree with the ground truth")
-    return images, labels, labels_obs
+    """One formatted file set: (image names, observed-label store, full-label store or None), the
+    names and labels memory-mapped and checked."""
+    images_path = os.path.join(data_dir, f"formatted_{phase}_images.npy")
+    if not os.path.isfile(images_path) or not labels.exists(data_dir, phase, "labels_obs"):
+        raise UserError(f"missing {images_path} or {labels.dense_path(data_dir, phase, 'labels_obs')}: prepare the "
+                        f"dataset first (data/README.md)")
+    images = np.load(images_path, mmap_mode="r")
+    labels_obs = labels.load_store(data_dir, phase, "labels_obs", (-1, 0, 1))
+    truth = labels.load_store(data_dir, phase, "labels", (0, 1))
+    if images.ndim != 1 or labels_obs.shape[0] != len(images):
+        raise UserError(f"{data_dir} ({phase}): {images_path} has shape {images.shape} but its observed labels "
+                        f"{labels_obs.shape}; expected (N,) and (N, K)")
+    if truth is not None:
+        if truth.shape != labels_obs.shape:
+            raise UserError(f"{data_dir} ({phase}): the labels have shape {truth.shape}, the observed labels "
+                            f"{labels_obs.shape}")
+        check_agreement(truth, labels_obs, f"{data_dir} ({phase})")
+    return images, labels_obs, truth
 
 
-def _check_values(matrix, allowed, name):
-    bad = ~np.isin(matrix, allowed)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise UserError(f"{name}: value {matrix[row, col]} at [{row}, {col}]; allowed {allowed}")
+def check_agreement(truth, observed, name):
+    """An observed label must agree with the ground truth (checked in row chunks)."""
+    step = labels.chunk_rows(truth.shape[1])
+    for start in range(0, truth.shape[0], step):
+        rows = np.arange(start, min(start + step, truth.shape[0]))
+        t, o = truth.rows(rows), observed.rows(rows)
+        if ((o == 1) & (t == 0)).any() or ((o == -1) & (t == 1)).any():
+            raise UserError(f"{name}: its labels_obs contradicts its labels: an observed label must agree "
+                            f"with the ground truth")
+
+
+def has_own_validation(data_dir):
+    """Whether the dataset ships its own validation split (three file sets), or is Cole et al.'s two."""
+    return os.path.isfile(os.path.join(data_dir, "formatted_test_images.npy"))
+
+
+def resized_copy(data_dir, image_size):
+    """(folder, file suffix) of a complete pre-resized copy of the dataset's images at ``image_size``
+    (data/resize_images.py), or None."""
+    marker = os.path.join(data_dir, f"resized_{image_size}", "complete.json")
+    if not os.path.isfile(marker):
+        return None
+    with open(marker) as f:
+        return os.path.dirname(marker), json.load(f)["suffix"]
 
 
 def load_splits(cfg):
-    """Train / val / test splits of the dataset named in ``cfg`` (SPEC section 3)."""
+    """Train / val / test splits of the dataset named in ``cfg`` (SPEC section 3): the dataset's own
+    validation and test splits where it ships them, else Cole et al.'s 80/20 split of the official
+    train set for train and val, and the official validation set as test."""
     image_root = os.path.join(cfg.data_dir, IMAGE_ROOTS[cfg.dataset])
-    (train_images, train_labels, train_obs), test = (load_formatted(cfg.data_dir, p) for p in PHASES)
-    if train_obs.shape[1] != test[2].shape[1]:
-        raise UserError(f"{cfg.data_dir}: train has {train_obs.shape[1]} classes, val {test[2].shape[1]}")
-    if cfg.train_set_variant == "clean":
-        if train_labels is None:
-            raise UserError(f"--train_set_variant clean needs formatted_train_labels.npy in {cfg.data_dir}")
-        train_obs = train_labels
-
-    train_idx, val_idx = split_indices(len(train_images), cfg.val_frac, cfg.split_seed)
-    train_idx = subsample_indices(train_idx, cfg.ss_frac_train, cfg.ss_seed)
-
-    def subset(images, labels, labels_obs, idx=None):
-        idx = np.arange(len(images)) if idx is None else np.asarray(idx)
-        paths = np.array([os.path.join(image_root, p) for p in images[idx]])
-        return Split(paths, None if labels is None else np.asarray(labels[idx], np.float32),
-                     np.asarray(labels_obs[idx], np.int8), idx)
-
-    splits = {"train": subset(train_images, train_labels, train_obs, train_idx),
-              "val": subset(train_images, train_labels, train_obs, val_idx),
-              "test": subset(*test)}
+    own_validation = has_own_validation(cfg.data_dir)
+    if cfg.dataset == "openimages" and not own_validation:
+        raise UserError(f"{cfg.data_dir} is prepared in the old layout (no official test split; the paper trains on "
+                        f"all of the official train set, selects on the official validation and reports the "
+                        f"official test): prepare it again with\n  python data/prepare.py --dataset openimages "
+                        f"--root RAW_DIR --out {cfg.data_dir}")
+    sets = {phase: load_formatted(cfg.data_dir, phase) for phase in (PHASES if own_validation else PHASES[:2])}
+    if len({store.shape[1] for _, store, _ in sets.values()}) != 1:
+        raise UserError(f"{cfg.data_dir}: the file sets have different numbers of classes: "
+                        f"{ {phase: store.shape[1] for phase, (_, store, _) in sets.items()} }")
+    if cfg.train_set_variant == "clean" and sets["train"][2] is None:
+        raise UserError(f"--train_set_variant clean needs formatted_train_labels.npy in {cfg.data_dir}")
+    num_train = len(sets["train"][0])
+    if own_validation:
+        train_idx, roles = np.arange(num_train), {"val": ("val", None), "test": ("test", None)}
+    else:
+        train_idx, val_idx = split_indices(num_train, cfg.val_frac, cfg.split_seed)
+        roles = {"val": ("train", val_idx), "test": ("val", None)}
+    roles["train"] = ("train", subsample_indices(train_idx, cfg.ss_frac_train, cfg.ss_seed))
+    # A pre-resized copy at this size holds the loader's own inputs (data/resize_images.py): read it instead.
+    root, suffix = resized_copy(cfg.data_dir, cfg.image_size) or (image_root, "")
+    splits = {}
+    for name in ("train", "val", "test"):
+        phase, rows = roles[name]
+        images, observed, truth = sets[phase]
+        rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+        if name == "train" and cfg.train_set_variant == "clean":
+            observed = truth
+        splits[name] = Split(ImagePaths(root, images, rows, suffix),
+                             None if truth is None else labels.Labels(truth, rows), labels.Labels(observed, rows))
     for name, split in splits.items():
         if len(split) == 0:
             raise UserError(f"the {name} split of {cfg.data_dir} is empty")
-        missing = [p for p in split.images if not os.path.isfile(p)]
-        if missing:
-            raise UserError(f"{len(missing)} of {len(split)} {name} images are missing under "
-                              f"{image_root}, e.g. {missing[0]}")
+        missing = find_missing_images(split.paths)
+        if missing.any():
+            raise UserError(f"{missing.sum()} of {len(split)} {name} images are missing under {split.paths.root}, "
+                            f"e.g. {split.paths[int(np.argmax(missing))]}")
     return splits
+
+
+def find_missing_images(paths):
+    """Boolean mask of the ``ImagePaths`` whose file is not there.
+
+    Lists each folder once rather than stat-ing every file: millions of OpenImages paths, where a
+    stat each would take minutes to an hour on a network filesystem.
+    """
+    listings = {}
+    missing = np.zeros(len(paths), dtype=bool)
+    for i in range(len(paths)):
+        folder, name = os.path.split(paths[i])
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        missing[i] = name not in listings[folder]
+    return missing
 
 
 def load_class_groups(data_dir, num_classes):
@@ -231,42 +303,56 @@ class ShuffleFlipSampler(Sampler):
     def __len__(self):
         return self.num_items
 
-    def __iter__(self):
+    def draw(self):
+        """This epoch's (order (n,) int64, flips (n,) bool) tensors: 9 bytes an image, where a list of
+        pairs would take about 80 (270 MB for OpenImages' 3.4 M)."""
         order = torch.randperm(self.num_items, generator=self.generator)
         flips = torch.rand(self.num_items, generator=self.generator) < 0.5     # p = 0.5, as upstream
+        return order, flips
+
+    def __iter__(self):
+        order, flips = self.draw()
         return iter(zip(order.tolist(), flips.tolist()))
 
 
 class ShardedBatches(Sampler):
     """Batch sampler: the batches of ``batch_size`` items that one process with the whole batch
-    would draw from ``sampler``, of which process ``part`` of ``parts`` takes its contiguous share
-    (``distributed.share``). With one process, the plain batches (the last one may be smaller).
+    would draw from ``sampler`` (a ``ShuffleFlipSampler``), of which process ``part`` of ``parts``
+    takes its contiguous share (``distributed.share``). With one process, the plain batches (the
+    last one may be smaller); at most ``max_batches`` of them (--max_steps_per_epoch).
 
     With several processes, a last batch with fewer items than processes is skipped (so that no
-    process has an empty batch): at most ``parts - 1`` items per epoch.
+    process has an empty batch): at most ``parts - 1`` items per epoch. Every process draws the same
+    order, so each knows the whole batch's rows (``positions``) without asking the others.
     """
 
-    def __init__(self, sampler, batch_size, part=0, parts=1):
+    def __init__(self, sampler, batch_size, part=0, parts=1, max_batches=None):
         self.sampler, self.batch_size, self.part, self.parts = sampler, batch_size, part, parts
         num_items = len(sampler)
         sizes = [min(batch_size, num_items - start) for start in range(0, num_items, batch_size)]
         # Every process's share of each batch, known in advance: what distributed.gather_rows needs.
-        self.shares = [distributed.share_sizes(size, parts) for size in sizes if size >= parts]
+        self.shares = [distributed.share_sizes(size, parts) for size in sizes if size >= parts][:max_batches]
+        self.order = None
 
     def __len__(self):
         return len(self.shares)
 
     def __iter__(self):
-        items = list(self.sampler)
+        self.order, flips = self.sampler.draw()
         for step in range(len(self)):
-            batch = items[step * self.batch_size:(step + 1) * self.batch_size]
+            rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            batch = list(zip(self.order[rows].tolist(), flips[rows].tolist()))
             yield distributed.share(batch, self.part, self.parts)
+
+    def positions(self, step):
+        """(B,) int64 CPU tensor: the rows of the whole batch ``step`` (0-based) of the epoch being drawn."""
+        return self.order[step * self.batch_size:(step + 1) * self.batch_size]
 
 
 class ImageDataset(Dataset):
     """Images, as (S, S, 3) uint8 tensors (``image_transform``), and their row index; labels stay
-    with the training loop, which owns (and for LL-Cp edits) them, so no worker process ever holds a
-    stale copy."""
+    with the training loop, which owns (and for LL-Cp corrects) them, so no worker process ever holds
+    a stale copy. ``paths``: a sequence of image files (``ImagePaths``, a list)."""
 
     def __init__(self, paths, transform):
         self.paths = paths
@@ -278,11 +364,12 @@ class ImageDataset(Dataset):
     def __getitem__(self, item):
         """``item`` is a row index, or a (row index, flip) pair from ``ShuffleFlipSampler``."""
         idx, flip = item if isinstance(item, tuple) else (item, False)
+        path = self.paths[idx]
         try:
-            with Image.open(self.paths[idx]) as image:
+            with Image.open(path) as image:
                 pixels = self.transform(image.convert("RGB"))                      # (S, S, 3)
         except (OSError, SyntaxError) as err:    # PIL raises these for truncated or corrupt files
-            raise UserError(f"cannot read image {self.paths[idx]}: {err}") from err
+            raise UserError(f"cannot read image {path}: {err}") from err
         # A flip only permutes pixels, so flipping after the resize equals upstream's
         # RandomHorizontalFlip between Resize and ToTensor.
         return (pixels.flip(1) if flip else pixels), idx

@@ -45,8 +45,8 @@ def init(device):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        # An hour, not NCCL's 10 minutes: the others wait while the main process writes checkpoints
-        # (GBs for OpenImages, whose last.pt holds the N x K training labels).
+        # An hour, not NCCL's 10 minutes: the others wait while the main process evaluates (OpenImages'
+        # 125,000 test images) and writes checkpoints.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=1),
                                 device_id=device if device.type == "cuda" else None)
     return device
@@ -120,3 +120,38 @@ def gather_rows(rows, sizes):
     if rows.dtype == torch.bool:        # not every backend gathers bool tensors
         return _GatherRows.apply(rows.to(torch.uint8), sizes).bool()
     return _GatherRows.apply(rows, sizes)
+
+
+def gather_to_main(rows, sizes):
+    """Every process's ``rows`` in process order, on the main process only (None on the others), which
+    receives each share straight into its slice of one preallocated result: no other process ever holds
+    the whole, and the main process no second copy of it.
+
+    Args:
+        rows: this process's share (along dim 0), on the device its backend sends from (the GPU with NCCL).
+        sizes: every process's number of rows (``share_sizes``), known in advance.
+    """
+    if world_size() == 1:
+        return rows
+    if len(rows) != sizes[rank()]:
+        raise ValueError(f"process {rank()} has {len(rows)} rows, expected {sizes[rank()]}")
+    if not is_main():
+        if len(rows):
+            dist.send(rows.contiguous(), dst=0)
+        return None
+    out = rows.new_empty((sum(sizes), *rows.shape[1:]))
+    starts = [sum(sizes[:p]) for p in range(len(sizes))]
+    out[:len(rows)] = rows
+    for p in range(1, len(sizes)):
+        if sizes[p]:
+            dist.recv(out[starts[p]:starts[p] + sizes[p]], src=p)
+    return out
+
+
+def broadcast_object(obj):
+    """The main process's ``obj`` (a small picklable value, such as a dict of mAPs) in every process."""
+    if world_size() == 1:
+        return obj
+    holder = [obj if is_main() else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

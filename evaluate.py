@@ -30,18 +30,17 @@ def evaluate_run(run_dir, split="test", data_dir=None, threshold="0.5", device="
         cfg = dataclasses.replace(cfg, data_dir=data_dir, dataset=dataset or cfg.dataset)
     splits = datasets.load_splits(cfg)
     chosen = splits[split]
-    if chosen.labels_obs.shape[1] != len(class_names):
-        raise UserError(f"{cfg.data_dir} has {chosen.labels_obs.shape[1]} classes, the run {len(class_names)}")
+    if chosen.labels_obs.num_classes != len(class_names):
+        raise UserError(f"{cfg.data_dir} has {chosen.labels_obs.num_classes} classes, the run {len(class_names)}")
     names_path = os.path.join(cfg.data_dir, "class_names.json")
     if os.path.isfile(names_path):
         with open(names_path) as f:
             names = json.load(f)
         if names != class_names:
             raise UserError(f"{names_path} names other classes (or another order) than the run's class_names.json")
-    logits = train.predict(model, train.make_loader(chosen, cfg, train=False), device, f"{split}")
-    y_true, annotated = multilabel_metrics.split_truth(chosen)
-    return multilabel_metrics.report(y_true, logits, class_names,
-                                     predict.load_thresholds(run_dir, threshold, class_names), annotated)
+    logits = train.predict_split(model, train.make_loader(chosen, cfg, train=False), chosen, device, f"{split}")
+    return multilabel_metrics.split_report(chosen, logits, class_names,
+                                           predict.load_thresholds(run_dir, threshold, class_names))
 
 
 def markdown(result, split):

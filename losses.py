@@ -393,7 +393,7 @@ def partial_selective_loss(logits, label_vec_obs, mode="selective", gamma_pos=0.
     return (loss if reduction == "sum" else loss / terms.numel()), ignored
 
 
-def prior_from_annotations(labels_obs):
+def prior_from_annotations(positives, negatives, num_images):
     """Class priors estimated from the observed labels alone.
 
     The share of positives among a class's annotated entries (+1 or -1); for a class without an
@@ -401,11 +401,10 @@ def prior_from_annotations(labels_obs):
     which underestimates the prior by the unobserved positives.
 
     Args:
-        labels_obs: (N, K) array in {-1, 0, +1}.
+        positives, negatives: (K,) how many images have the class observed positive (+1), negative (-1).
+        num_images: N.
     Returns:
         (K,) float64 array in [0, 1].
     """
-    labels_obs = np.asarray(labels_obs)
-    positives = (labels_obs == 1).sum(axis=0)
-    negatives = (labels_obs == -1).sum(axis=0)
-    return np.where(negatives > 0, positives / np.maximum(positives + negatives, 1), positives / len(labels_obs))
+    positives, negatives = np.asarray(positives), np.asarray(negatives)
+    return np.where(negatives > 0, positives / np.maximum(positives + negatives, 1), positives / num_images)

@@ -200,15 +200,43 @@ def gr_unobserved(p, w, b, mu, sigma, q2, q3):
 
 class FixedPseudoLabels(nn.Module):
     """VLPL's and AEVLP's state: the positive pseudo-labels of the training images, made once from
-    the zero-shot scores (zero_shot.py) and never changed. A buffer, saved with the checkpoint."""
+    the zero-shot scores (zero_shot.py) and never changed.
 
-    def __init__(self, positive):
+    Row-sparse: each image's pseudo-positive classes, padded with -1 to the most that any image has
+    ((N, P) int32; P is at most 3 for VLPL's threshold 0.3 on a softmax and for DAMP's top 3), 4 P bytes
+    an image rather than K. Nothing is saved with the checkpoint: a resumed run makes them again from
+    the same score file.
+    """
+
+    def __init__(self, classes, num_classes):
         super().__init__()
-        self.register_buffer("positive", torch.as_tensor(np.asarray(positive), dtype=torch.bool))
+        self.register_buffer("classes", torch.as_tensor(classes, dtype=torch.int32), persistent=False)
+        self.num_classes = num_classes
+
+    @classmethod
+    def from_masks(cls, masks, num_classes):
+        """From (n_i, K) bool chunks of the (N, K) pseudo-positive mask, in row order."""
+        counts, cols = [], []
+        for mask in masks:
+            rows, c = np.nonzero(np.asarray(mask))
+            counts.append(np.bincount(rows, minlength=len(mask)))
+            cols.append(c)
+        counts, cols = np.concatenate(counts), np.concatenate(cols)
+        classes = np.full((len(counts), max(1, int(counts.max(initial=0)))), -1, dtype=np.int32)
+        starts = np.cumsum(counts) - counts
+        rows = np.repeat(np.arange(len(counts)), counts)
+        classes[rows, np.arange(len(cols)) - starts[rows]] = cols
+        return cls(classes, num_classes)
 
     def forward(self, idx):
         """(B, K) bool: the pseudo-positive entries of the images with training-set row indices ``idx``."""
-        return self.positive[idx]
+        classes = self.classes[idx].long()                                         # (B, P), -1: none
+        mask = torch.zeros(len(classes), self.num_classes + 1, dtype=torch.bool, device=classes.device)
+        return mask.scatter_(1, torch.where(classes < 0, self.num_classes, classes), True)[:, :self.num_classes]
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Nothing to restore (see the class); checkpoints of older versions held the whole mask."""
+        return nn.modules.module._IncompatibleKeys([], [])
 
 
 def vlpl_pseudo_labels(global_scores, threshold):

@@ -34,6 +34,7 @@ class Flag:
     check: Optional[Callable] = None      # value -> None, or what the valid range is
     metavar: Optional[tuple] = None       # the names of a list flag's values in --help
     choices: Optional[tuple] = None       # the values argparse accepts (a str flag's)
+    legacy: object = None                 # what runs ran with before the flag existed (their config.json lacks it)
 
     def default_for(self, dataset):
         return self.default(dataset) if callable(self.default) else self.default
@@ -61,8 +62,9 @@ class Method:
     corrections: Callable = None  # (logits, labels, modified, Batch) -> (B, K) bool written as +1 into the run's labels (LL-Cp)
     needs_k_hat: bool = False   # uses the expected number of positives (EPR, ROLE)
     make_state: Callable = None  # (train split (datasets.Split), cfg) -> nn.Module: idx -> (B, K)
+    state_bytes: Callable = None  # (images, classes) -> bytes its state takes on the device, checked before it is made
     state_trains: bool = False  # its parameters train with the classifier (ROLE's estimate)
-    after_epoch: Callable = None  # (state, epoch, cfg, labels_obs (N, K), predict_train: () -> (N, K) logits)
+    after_epoch: Callable = None  # (state, epoch, cfg, labels_obs (labels.Labels), predict_train: () -> (N, K) logits)
     schedule: Callable = None   # (epoch, cfg) -> dict of this epoch's hyperparameters, for the log
     validate: Callable = None   # (options, args) -> None, or the message of a combination that cannot work
     scores: str = None          # the zero-shot score file it reads (zero_shot.MODES), made by scripts/zero_shot_scores.py
@@ -124,7 +126,7 @@ LLCP_WRITE = Flag("llcp_write", "which corrected entries LL-Cp writes permanentl
                   "the authors' code, which made the paper's numbers: those whose loss is strictly above the k-th "
                   "largest, k - 1 of the k per batch, so none where k = 1, as with their VOC setting) or all (the "
                   "paper's text read literally: all k). Default authors", type=str, default="authors",
-                  choices=losses.LLCP_WRITE_RULES)
+                  choices=losses.LLCP_WRITE_RULES, legacy="all")
 
 
 def _llcp_corrections(logits, labels, modified, batch):
@@ -146,8 +148,10 @@ register(Method("LL-Ct-abs", _scheme_loss("LL-Ct-abs"), "LL-Ct above an absolute
 register(Method("WAN", _scheme_loss("WAN"), "weak assume-negative", _COLE))
 register(Method("LSAN", _scheme_loss("LSAN"), "assume-negative with label smoothing", _COLE))
 register(Method("EPR", _scheme_loss("EPR"), "expected positive regularisation", _COLE, needs_k_hat=True))
+# ROLE's estimate: a float32 logit per training entry, its gradient and Adam's two buffers.
 register(Method("ROLE", _scheme_loss("ROLE"), "regularised online label estimation", _COLE, needs_k_hat=True,
-                make_state=lambda split, cfg: losses.LabelEstimate(split.labels_obs), state_trains=True))
+                make_state=lambda split, cfg: losses.LabelEstimate(split.labels_obs.dense()), state_trains=True,
+                state_bytes=lambda images, classes: 16 * images * classes))
 register(Method("IU", _scheme_loss("IU"), "ignore the unobserved labels (observed entries only)", _COLE))
 
 
@@ -224,7 +228,8 @@ def _apl_after_epoch(state, epoch, cfg, labels_obs, predict_train):
     probs = torch.sigmoid(torch.as_tensor(predict_train(), dtype=torch.float32)).to(state.soft.device)
     counts = losses_beyond.apl_count(state.num_unobserved.cpu().numpy(), options["apl_neg_proportion"],
                                      cfg.num_epochs, options["apl_warmup_epoch"])
-    state.soft.copy_(losses_beyond.apl_select(probs, labels_obs.to(state.soft.device), state.soft, counts))
+    observed = torch.as_tensor(labels_obs.dense(), device=state.soft.device)
+    state.soft.copy_(losses_beyond.apl_select(probs, observed, state.soft, counts))
 
 
 register(Method("EM", _em, "entropy maximisation on the unobserved labels", _EM, flags=(EM_ALPHA,),
@@ -241,7 +246,9 @@ register(Method("EM-APL", _em_apl, "EM with asymmetric (negative) soft pseudo-la
                 flags=(EM_ALPHA, APL_BETA, APL_WARMUP, APL_PROPORTION),
                 advice=f"EM and EM-APL ({_EM}; defaults from the authors' code)", settings=_em_settings,
                 after_epoch=_apl_after_epoch, validate=_check_apl, paper_row=False,
-                make_state=lambda split, cfg: losses_beyond.PseudoLabels(split.labels_obs),
+                make_state=lambda split, cfg: losses_beyond.PseudoLabels(split.labels_obs.dense()),
+                # The soft labels, and at each epoch's end the run's labels and the training set's predictions.
+                state_bytes=lambda images, classes: 13 * images * classes,
                 published={"pascal": 89.19, "coco": 70.87}))
 
 _GR = "Chen et al., Boosting Single Positive Multi-label Classification with Generalized Robust Loss, IJCAI 2024"
@@ -295,15 +302,24 @@ SCORES = Flag("zero_shot_scores", "the zero-shot score file (.npz, its .json bes
               "Default: <data_dir>/zero_shot_vlpl.npz for VLPL, zero_shot_damp.npz for AEVLP", type=str, metavar="FILE")
 
 
-def _scores(mode, split, cfg):
-    """The zero-shot scores of the training split's images (the rows of formatted_train_images.npy it
-    holds), checked against the run's dataset, class list and image count."""
+SCORE_CHUNK_ROWS = 4096
+
+
+def _pseudo_labels(mode, split, cfg, rule):
+    """``FixedPseudoLabels`` of the training split from the zero-shot scores of its images (the rows of
+    formatted_train_images.npy it holds; the file checked against the run's dataset, class list and
+    image count), made chunk by chunk from the memory-mapped file: ``rule(scores, positions)`` gives the
+    (n, K) bool pseudo-positives of the images at ``positions`` from their dict of (n, K) scores."""
     import zero_shot      # open_clip stays unimported unless a method reads scores
-    num_images = len(np.load(os.path.join(cfg.data_dir, "formatted_train_images.npy")))
-    names = analysis.load_class_names(cfg.data_dir, split.labels_obs.shape[1])
+    num_images = len(np.load(os.path.join(cfg.data_dir, "formatted_train_images.npy"), mmap_mode="r"))
+    names = analysis.load_class_names(cfg.data_dir, split.labels_obs.num_classes)
     scores = zero_shot.load_scores(cfg.data_dir, mode, cfg.dataset, names, num_images,
                                    path=cfg.method_options["zero_shot_scores"])
-    return {key: array[split.rows] for key, array in scores.items()}
+    chunks = (np.arange(start, min(start + SCORE_CHUNK_ROWS, len(split)))
+              for start in range(0, len(split), SCORE_CHUNK_ROWS))
+    return losses_beyond.FixedPseudoLabels.from_masks(
+        (rule({key: np.asarray(array[split.rows[positions]]) for key, array in scores.items()}, positions)
+         for positions in chunks), split.labels_obs.num_classes)
 
 
 _VLPL = ("Xing et al., VLPL: Vision Language Pseudo Labels for Multi-label Learning with Single Positive Labels, "
@@ -319,9 +335,8 @@ VLPL_THRESHOLD = Flag("vlpl_threshold", "a class whose zero-shot score of the wh
 
 
 def _vlpl_state(split, cfg):
-    scores = _scores("vlpl", split, cfg)
-    return losses_beyond.FixedPseudoLabels(
-        losses_beyond.vlpl_pseudo_labels(scores["global"], cfg.method_options["vlpl_threshold"]))
+    threshold = cfg.method_options["vlpl_threshold"]
+    return _pseudo_labels("vlpl", split, cfg, lambda scores, _: losses_beyond.vlpl_pseudo_labels(scores["global"], threshold))
 
 
 def _vlpl(logits, labels, batch):
@@ -388,10 +403,13 @@ def aevlp_schedule(epoch, cfg):
 
 
 def _aevlp_state(split, cfg):
-    scores, options = _scores("damp", split, cfg), cfg.method_options
-    return losses_beyond.FixedPseudoLabels(losses_beyond.damp_pseudo_labels(
-        scores["global"], scores["crop_max"], scores["crop_min"], split.labels_obs,
-        options["damp_eta"], options["damp_threshold"], options["damp_top_k"]))
+    options = cfg.method_options
+
+    def rule(scores, positions):
+        return losses_beyond.damp_pseudo_labels(
+            scores["global"], scores["crop_max"], scores["crop_min"], split.labels_obs.batch(positions),
+            options["damp_eta"], options["damp_threshold"], options["damp_top_k"])
+    return _pseudo_labels("damp", split, cfg, rule)
 
 
 def _aevlp(logits, labels, batch):

@@ -130,6 +130,45 @@ def _sort_rows(x):
     return torch.sort(x, dim=1).values
 
 
+def average_precision_entries(cols, scores, positive, num_classes, skip_without_positive=False):
+    """AP of every class from its known entries alone, for partially labelled splits (OpenImages):
+    memory and time grow with the known entries, never with N x K.
+
+    Equal to ``average_precision_per_class`` with ``annotated`` marking these entries (the same
+    sum over positives of #(positives scoring >= s_p) / #(entries scoring >= s_p), ties exact), so to
+    sklearn's per class on its known entries.
+
+    Args:
+        cols: (E,) int, the class of each known entry.
+        scores: (E,) float, its score.
+        positive: (E,) bool, whether its label is positive (else negative).
+        num_classes: K.
+        skip_without_positive: a class with entries but no positive is NaN rather than 0.
+    Returns:
+        (K,) float64: NaN for a class without an entry, 0 (or NaN) for one without a positive.
+    """
+    cols, scores, positive = np.asarray(cols, np.int64), np.asarray(scores), np.asarray(positive, bool)
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    order = np.lexsort((scores, cols))                 # by class, then score ascending
+    cols, scores, positive = cols[order], scores[order], positive[order]
+    num_entries = np.bincount(cols, minlength=num_classes)
+    num_pos = np.bincount(cols[positive], minlength=num_classes)
+    ends = np.cumsum(num_entries)
+    # The first entry of each run of equal scores in a class: all of them score >= that score.
+    starts_tie = np.ones(len(cols), dtype=bool)
+    starts_tie[1:] = (cols[1:] != cols[:-1]) | (scores[1:] != scores[:-1])
+    first = np.maximum.accumulate(np.where(starts_tie, np.arange(len(cols)), 0))
+    positives_before = np.cumsum(positive) - positive                        # exclusive, over all classes
+    class_start = ends - num_entries
+    pos_at_or_above = num_pos[cols] - (positives_before[first] - positives_before[class_start[cols]])
+    precision = pos_at_or_above / (ends[cols] - first)
+    ap = np.bincount(cols[positive], weights=precision[positive], minlength=num_classes) / np.maximum(num_pos, 1)
+    skipped = (num_entries == 0) | ((num_pos == 0) if skip_without_positive else False)
+    ap[skipped] = np.nan
+    return ap
+
+
 def mean_ap(ap):
     """mAP in percent of per-class APs, over the classes scored (not NaN); None if none is."""
     return None if np.isnan(ap).all() else 100.0 * float(np.nanmean(ap))

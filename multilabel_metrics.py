@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support
 
-from metrics import average_precision_per_class, mean_ap
+from metrics import average_precision_entries, average_precision_per_class, mean_ap
 
 
 def _masked(y_true, y_pred, annotated):
@@ -65,24 +65,92 @@ def f1_thresholds(y_true, scores, annotated=None, default=0.5):
     chosen = np.full(y_true.shape[1], default, dtype=np.float64)
     for k in range(y_true.shape[1]):
         rows = slice(None) if annotated is None else np.asarray(annotated[:, k], bool)
-        truth = y_true[rows, k]
-        if not truth.any():
-            continue
-        precision, recall, candidates = precision_recall_curve(truth, scores[rows, k])
-        precision, recall = precision[:-1], recall[:-1]     # the last pair has no threshold
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
-                       where=precision + recall > 0)
-        best = np.flatnonzero(f1 == f1.max())[-1]          # thresholds ascend: the last is the highest
-        chosen[k] = candidates[best]
+        chosen[k] = _best_f1_threshold(y_true[rows, k], scores[rows, k], default)
     return chosen
 
 
-def split_truth(split):
-    """(y_true, annotated) of a ``datasets.Split``: its full labels, or else its observed +1
-    entries among its observed entries (the rule of ``train.evaluate``)."""
+def threshold_metrics_entries(cols, positive, scores, thresholds, num_classes):
+    """``threshold_metrics`` over the known entries of a partially labelled split alone: entry e is of
+    class ``cols[e]``, truly positive where ``positive[e]``, predicted positive where ``scores[e]`` is at
+    or above its class's threshold. Unknown entries count nowhere, as with ``annotated``.
+
+    Returns:
+        the dict of ``threshold_metrics``.
+    """
+    cols, positive = np.asarray(cols, np.int64), np.asarray(positive, bool)
+    predicted = np.asarray(scores) >= np.broadcast_to(np.asarray(thresholds, np.float64), (num_classes,))[cols]
+
+    def count(mask):
+        return np.bincount(cols[mask], minlength=num_classes).astype(np.float64)
+
+    tp, fp, fn = count(predicted & positive), count(predicted & ~positive), count(~predicted & positive)
+    precision, recall, f1 = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+    tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+    cp, cr = precision.mean(), recall.mean()
+    overall = dict(CP=cp, CR=cr, CF1=_ratio(2 * cp * cr, cp + cr), OP=_ratio(tp, tp + fp), OR=_ratio(tp, tp + fn),
+                   OF1=_ratio(2 * tp, 2 * tp + fp + fn))
+    return {**{k: 100.0 * float(v) for k, v in overall.items()},
+            "per_class": 100.0 * np.stack([precision, recall, f1], axis=1)}
+
+
+def _ratio(a, b):
+    """a / b, 0 where b is 0 (scikit-learn's zero_division=0), for arrays or scalars."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+
+def f1_thresholds_entries(cols, positive, scores, num_classes, default=0.5):
+    """``f1_thresholds`` from the known entries of a partially labelled split alone (per class, the
+    same candidates and the same choice as ``f1_thresholds`` with ``annotated``)."""
+    cols, positive, scores = np.asarray(cols, np.int64), np.asarray(positive, bool), np.asarray(scores, np.float64)
+    order = np.argsort(cols, kind="stable")
+    bounds = np.searchsorted(cols[order], np.arange(num_classes + 1))
+    chosen = np.full(num_classes, default, dtype=np.float64)
+    for k in range(num_classes):
+        rows = order[bounds[k]:bounds[k + 1]]
+        chosen[k] = _best_f1_threshold(positive[rows], scores[rows], default)
+    return chosen
+
+
+def _best_f1_threshold(truth, scores, default):
+    """The threshold on ``scores`` with the best F1 (ties: the highest), or ``default`` without a positive."""
+    if not truth.any():
+        return default
+    precision, recall, candidates = precision_recall_curve(truth, scores)
+    precision, recall = precision[:-1], recall[:-1]     # the last pair has no threshold
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=precision + recall > 0)
+    return candidates[np.flatnonzero(f1 == f1.max())[-1]]     # thresholds ascend: the last is the highest
+
+
+def known_entries(split):
+    """(cols, positive) of a split's entries whose label is known, in the order of its images (CSR),
+    where its truth is partial (``split.labels`` is None); None where it has full labels."""
     if split.labels is not None:
-        return split.labels > 0.5, None
-    return split.labels_obs == 1, split.labels_obs != 0
+        return None
+    _, cols, values = split.labels_obs.entries()
+    return cols, values == 1
+
+
+def split_report(split, logits, class_names, thresholds):
+    """``report`` of a split's scores (``train.predict_split``): (n, K) logits where its labels are
+    full, or the logits of its known entries where they are partial."""
+    known = known_entries(split)
+    if known is None:
+        return report(split.labels.dense() == 1, logits, class_names, thresholds)
+    cols, positive = known
+    ap = average_precision_entries(cols, logits, positive, len(class_names))
+    metrics = threshold_metrics_entries(cols, positive, probabilities(logits), thresholds, len(class_names))
+    return {"map": mean_ap(ap), "per_class_ap": _per_class_ap(ap, class_names),
+            **_threshold_report(metrics, class_names, thresholds)}
+
+
+def split_f1_thresholds(split, logits):
+    """``f1_thresholds`` of a split's scores (full or known-entry, as ``split_report``)."""
+    known = known_entries(split)
+    if known is None:
+        return f1_thresholds(split.labels.dense() == 1, probabilities(logits))
+    return f1_thresholds_entries(*known, probabilities(logits), split.labels_obs.num_classes)
 
 
 def threshold_report(y_true, scores, class_names, thresholds, annotated=None):
@@ -92,7 +160,10 @@ def threshold_report(y_true, scores, class_names, thresholds, annotated=None):
         dict: "threshold" (as given: a float, or {name: threshold}), the six overall metrics and
         "per_class" {name: {"precision", "recall", "f1"}}, in percent.
     """
-    metrics = threshold_metrics(y_true, scores, thresholds, annotated)
+    return _threshold_report(threshold_metrics(y_true, scores, thresholds, annotated), class_names, thresholds)
+
+
+def _threshold_report(metrics, class_names, thresholds):
     per_class = {name: dict(zip(("precision", "recall", "f1"), map(float, row)))
                  for name, row in zip(class_names, metrics.pop("per_class"))}
     threshold = (float(thresholds) if np.ndim(thresholds) == 0
@@ -115,6 +186,9 @@ def report(y_true, logits, class_names, thresholds, annotated=None):
         entries of ``threshold_report``.
     """
     ap = average_precision_per_class(y_true, logits, annotated=annotated)
-    return {"map": mean_ap(ap),
-            "per_class_ap": {n: None if np.isnan(a) else 100.0 * float(a) for n, a in zip(class_names, ap)},
+    return {"map": mean_ap(ap), "per_class_ap": _per_class_ap(ap, class_names),
             **threshold_report(y_true, probabilities(logits), class_names, thresholds, annotated)}
+
+
+def _per_class_ap(ap, class_names):
+    return {n: None if np.isnan(a) else 100.0 * float(a) for n, a in zip(class_names, ap)}

@@ -17,13 +17,14 @@ import analysis
 import curves
 import datasets
 import distributed
+import labels
 import losses
 import methods
 import multilabel_metrics
 from errors import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
-from metrics import average_precision_per_class, mean_ap
+from metrics import average_precision_entries, average_precision_per_class, mean_ap
 from models import build_from_config
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -136,7 +137,7 @@ def training_net(module, cfg, device):
     return torch.compile(module) if cfg.compile else module
 
 
-def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch, device, label_estimate=None,
+def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, label_estimate=None,
                     prior=None, recorder=None, scaler=None, training_prior=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
@@ -147,11 +148,10 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         loader: yields (inputs, idx) for this process's share of each batch: images (b, 3, H, W), or
             in LinearInit's frozen phase the backbone's cached pooled features (b, C)
             (``CachedFeatureBatches``). With several processes its ``batch_sampler`` is a
-            ``datasets.ShardedBatches``, which tells the shares apart.
-        labels_obs: (N, K) int8 tensor on ``device`` in {-1, 0, +1}, owned by the run; LL-Cp writes
-            its permanent corrections here (``methods.Method.corrections``), so they persist across epochs.
-        labels_true: (N, K) bool tensor on ``device`` or None; used only to count how many modified
-            entries are truly positive (the precision of modification, paper Fig. 4).
+            ``datasets.ShardedBatches``, which tells the shares apart and every process the batch's rows.
+        train_labels: the training split's ``labels.TrainingLabels``, owned by the run: each batch's
+            observed (and true) rows come from it, and LL-Cp writes its permanent corrections into it
+            (``methods.Method.corrections``), so they persist across epochs.
         label_estimate: the method's state (``methods.Method.make_state``): ROLE's ``losses.LabelEstimate``
             (trained by ``optimizer``), APL's pseudo-labels; else None. Its rows reach the loss.
         prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
@@ -173,14 +173,17 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
     scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
     bar = progress(loader, f"epoch {epoch} train")
     for step, (inputs, idx) in enumerate(bar, start=1):
-        # Each process's share of the batch (datasets.ShardedBatches); any (inputs, idx) iterable will do for one.
-        shares = loader.batch_sampler.shares[step - 1] if distributed.world_size() > 1 else [len(idx)]
+        # Each process's share of the batch and the whole batch's rows (datasets.ShardedBatches, the
+        # same in every process); any (inputs, idx) iterable will do for one.
+        several = distributed.world_size() > 1
+        shares = loader.batch_sampler.shares[step - 1] if several else [len(idx)]
+        positions = loader.batch_sampler.positions(step - 1) if several else idx               # (B,), CPU
+        batch_obs, batch_true = train_labels.batch(positions, device)                         # (B, K)
         with autocast(cfg.amp, device):
             logits = net(to_device(inputs, device))
         # The whole batch in every process (distributed.py), so the loss is that of one process.
         logits = distributed.gather_rows(logits.float(), shares)                 # (B, K)
-        idx = distributed.gather_rows(idx.to(device, non_blocking=True), shares)
-        batch_obs = labels_obs[idx]                                             # (B, K)
+        idx = positions.to(device, non_blocking=True)
         estimate = None if label_estimate is None else label_estimate(idx)
         parts = shares if cfg.loss_scope == "per_process" else [sum(shares)]
         loss, modified, written = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate, prior)
@@ -197,15 +200,14 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
         scaler.update()
 
         if written is not None:            # LL-Cp: its permanent corrections persist in the run's labels
-            labels_obs[idx] = batch_obs.masked_fill(written, 1)
+            train_labels.write(positions, written)
             num_written += written.sum()
         total_loss += loss.detach() * len(idx)
         num_modified += modified.sum()
-        if labels_true is not None:
-            truth = labels_true[idx]
-            num_modified_true += (modified & truth).sum()
+        if batch_true is not None:
+            num_modified_true += (modified & batch_true).sum()
             if written is not None:
-                num_written_true += (written & truth).sum()
+                num_written_true += (written & batch_true).sum()
         num_seen += len(idx)
         if step % 20 == 0 or step == len(loader):
             if first_bad_step.item():
@@ -213,11 +215,12 @@ def train_one_epoch(net, loader, optimizer, labels_obs, labels_true, cfg, epoch,
                                 f"good checkpoint is kept in {cfg.run_dir}. Try a lower --lr.")
             bar.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
+    train_labels.end_epoch()
     stats = {"train_loss": total_loss.item() / num_seen, **method.epoch_stats(epoch, cfg),
              "num_modified": num_modified.item()}
     if method.writes_labels:
         stats["num_written"] = num_written.item()
-    if labels_true is not None:
+    if train_labels.truth is not None:
         stats["num_modified_true_pos"] = num_modified_true.item()
         stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
                                             if num_modified.item() else None)
@@ -272,14 +275,47 @@ def fp32_logits(model, images, amp, device):
 @torch.no_grad()
 def predict(model, loader, device, desc="eval", amp="none"):
     """(N, K) float32 logits of all the images of a ``make_loader(train=False)`` loader's dataset,
-    in dataset order: each process predicts its share and the shares are gathered (``amp``: the
-    backbone's --amp; the head always runs in fp32, see ``fp32_logits``)."""
+    in dataset order, in every process: each process predicts its share and the shares are gathered
+    (``amp``: the backbone's --amp; the head always runs in fp32, see ``fp32_logits``). For the
+    training set's predictions (APL) and small datasets; evaluation uses ``predict_split``."""
     model.eval()
     outputs = [fp32_logits(model, to_device(images, device), amp, device) for images, _ in progress(loader, desc)]
     scores = torch.cat(outputs)
     if distributed.world_size() > 1:
         scores = distributed.gather_rows(scores, distributed.share_sizes(len(loader.dataset)))
     return scores.cpu().numpy()
+
+
+@torch.no_grad()
+def predict_split(model, loader, split, device, desc="eval", amp="none"):
+    """The scores a split is evaluated on, on the main process only (None in the others): its (n, K)
+    float32 logits where its labels are full, or where they are partial (OpenImages) the logits of
+    its known entries alone, (E,) in the order of ``split.labels_obs.entries()``. Each process keeps
+    that much of its share's predictions, batch by batch, so no process ever holds an N x K matrix
+    of a partially labelled split (125,000 x 5,000 for OpenImages' test set: 1.67 M known entries).
+
+    Args:
+        loader: ``make_loader(split, cfg, train=False)``: this process's contiguous share, in order.
+    """
+    model.eval()
+    known = None if split.labels is not None else split.labels_obs.entries()
+    outputs = []
+    for images, idx in progress(loader, desc):
+        logits = fp32_logits(model, to_device(images, device), amp, device)                  # (b, K)
+        if known is not None:       # the batch's rows are consecutive: so are their known entries
+            indptr, cols, _ = known
+            first, last = int(idx[0]), int(idx[-1]) + 1
+            rows = torch.from_numpy(np.repeat(np.arange(last - first), np.diff(indptr[first:last + 1])))
+            logits = logits[rows.to(device), torch.from_numpy(cols[indptr[first]:indptr[last]]).to(device)]
+        outputs.append(logits)
+    empty = (0,) if known is not None else (0, split.labels_obs.num_classes)
+    scores = torch.cat(outputs) if outputs else torch.zeros(empty, device=device)
+    shares = distributed.share_sizes(len(split.labels_obs))
+    if known is not None:           # each process's number of known entries
+        bounds = np.cumsum([0, *shares])
+        shares = [int(known[0][b] - known[0][a]) for a, b in zip(bounds[:-1], bounds[1:])]
+    scores = distributed.gather_to_main(scores, shares)
+    return None if scores is None else scores.cpu().numpy()
 
 
 class TrainingPrior:
@@ -353,11 +389,12 @@ def csl_prior(cfg, labels_obs, source, run_dir):
     the run folder as class_prior.npy.
 
     Args:
-        labels_obs: (N, K) training labels in {-1, 0, +1}.
+        labels_obs: the training split's observed labels (``labels.Labels``).
         source: 'annotations' or a .npy path.
     """
     if source == "annotations":
-        if not (labels_obs == -1).any():
+        negatives = labels_obs.column_counts(-1)
+        if not negatives.any():
             raise UserError(
                 f"--csl_prior annotations: the training labels have no observed negative (single-positive "
                 f"labels), so a class's prior from them is only the share of images where it is observed "
@@ -366,32 +403,36 @@ def csl_prior(cfg, labels_obs, source, run_dir):
                 f"selective mode's prior rule would do nothing. Use the CSL paper's prior instead: "
                 f"--csl_prior two_stage (the default; it trains an ignore-mode model first) or a .npy of "
                 f"class priors (--csl_prior FILE)")
-        prior = losses.prior_from_annotations(labels_obs)
+        prior = losses.prior_from_annotations(labels_obs.column_counts(1), negatives, len(labels_obs))
     else:
-        prior = load_prior_file(source, labels_obs.shape[1])
+        prior = load_prior_file(source, labels_obs.num_classes)
     if distributed.is_main():
         np.save(os.path.join(run_dir, "class_prior.npy"), prior)
     return prior
 
 
 def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none", skip_without_positive=False):
-    """mAP (percent) of the model on a split: ``predict`` then ``scores_metrics``."""
-    return scores_metrics(predict(model, loader, device, desc, amp), split, device, desc, class_groups,
-                          skip_without_positive)
+    """mAP (percent) of the model on a split, in every process: ``predict_split``, then
+    ``scores_metrics`` on the main process, which sends the result to the others."""
+    scores = predict_split(model, loader, split, device, desc, amp)
+    return distributed.broadcast_object(
+        None if scores is None else scores_metrics(scores, split, device, desc, class_groups, skip_without_positive))
 
 
 def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_without_positive=False):
-    """mAP (percent) of (N, K) ``scores`` on a split: on its full labels, or on its annotated entries
-    where the truth is only partially known (OpenImages). With ``class_groups`` ((K,) int), also
-    the mAP of each group of classes, as ``map_G1``, ``map_G2``, ... On partial labels a class
-    without an annotated entry is skipped; one with annotated entries but no annotated positive
-    scores AP 0 (upstream's compute_metrics_openimages, SPEC 7), or is skipped with
+    """mAP (percent) of a split's ``scores`` (``predict_split``): on its full labels, or on its
+    annotated entries where the truth is only partially known (OpenImages). With ``class_groups``
+    ((K,) int), also the mAP of each group of classes, as ``map_G1``, ``map_G2``, ... On partial labels
+    a class without an annotated entry is skipped; one with annotated entries but no annotated
+    positive scores AP 0 (upstream's compute_metrics_openimages, SPEC 7), or is skipped with
     ``skip_without_positive`` (--ap_without_positive skip). ``desc`` names the split in errors."""
-    if split.labels is not None:
-        ap = average_precision_per_class(split.labels, scores, device=device)
+    known = multilabel_metrics.known_entries(split)
+    if known is None:
+        ap = average_precision_per_class(split.labels.dense() == 1, scores, device=device)
     else:
-        ap = average_precision_per_class(split.labels_obs == 1, scores, annotated=split.labels_obs != 0,
-                                         device=device, skip_without_positive=skip_without_positive)
+        cols, positive = known
+        ap = average_precision_entries(cols, scores, positive, split.labels_obs.num_classes,
+                                       skip_without_positive=skip_without_positive)
     result = {"map": mean_ap(ap)}
     if result["map"] is None:
         raise UserError(f"no class has an annotated entry{' with a positive' if skip_without_positive else ''} "
@@ -438,12 +479,13 @@ def prepare_run_dir(cfg, resume):
 def make_loader(split, cfg, train, generator=None):
     """Training: shuffled, each image flipped or not, both drawn from ``generator``, in batches of
     which this process loads its share. Else: this process's share of the images, in order."""
-    dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
+    dataset = datasets.ImageDataset(split.paths, datasets.image_transform(cfg.image_size))
     options = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
                    pin_memory=torch.cuda.is_available())
     if train:
         batches = datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(split), generator or torch.Generator()),
-                                          cfg.bsize, distributed.rank(), distributed.world_size())
+                                          cfg.bsize, distributed.rank(), distributed.world_size(),
+                                          cfg.max_steps_per_epoch)
         return DataLoader(dataset, batch_sampler=batches, **options)
     return DataLoader(dataset, batch_size=cfg.bsize, sampler=distributed.share(range(len(split))), **options)
 
@@ -455,7 +497,7 @@ def cache_backbone_features(model, split, cfg, device):
     (2, N, C) float32 CPU tensor ([flip, row]); (1, N, C), unflipped only, for Cole et al.'s linear
     phase, which trains on the fixed features of the unflipped images."""
     model.backbone.eval()
-    dataset = datasets.ImageDataset(split.images, datasets.image_transform(cfg.image_size))
+    dataset = datasets.ImageDataset(split.paths, datasets.image_transform(cfg.image_size))
     rows, sizes = distributed.share(range(len(split))), distributed.share_sizes(len(split))
     features = []
     for flip in ((False,) if cfg.separate_linear_phase else (False, True)):
@@ -499,7 +541,8 @@ def resolve_expected_positives(cfg, train_split):
     if train_split.labels is None:
         raise UserError(f"{cfg.mod_scheme} needs --expected_num_pos (k_hat, the expected number of "
                         f"positives per image): {cfg.dataset} has no full training labels to compute it from")
-    k_hat = round(float(train_split.labels.sum(axis=1).mean()), 4)
+    # float32 row sums, as Cole et al.'s float32 label files give them, so that k_hat is theirs to the digit.
+    k_hat = round(float(train_split.labels.row_counts(1).astype(np.float32).mean()), 4)
     print(f"{cfg.mod_scheme}: expected positives per image k_hat = {k_hat} (mean of the training labels)")
     return dataclasses.replace(cfg, expected_num_pos=k_hat)
 
@@ -531,7 +574,7 @@ class Training:
         self.device = device = distributed.init(resolve_device(cfg.device))
         self.splits, cfg = load_data(cfg, resume, device)
         self.cfg = cfg
-        self.num_classes = self.splits["train"].labels_obs.shape[1]
+        self.num_classes = self.splits["train"].labels_obs.num_classes
         self.prior = None
         if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
             source = csl_prior_file(cfg, resume)        # two_stage: trains the prior model first
@@ -540,13 +583,15 @@ class Training:
         seed_everything(cfg.seed)
         self.model = build_training_model(cfg, self.num_classes, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
-        # The method's state (ROLE's label estimate, APL's pseudo-labels), saved in last.pt as "label_estimate".
+        # The method's state (ROLE's label estimate, APL's pseudo-labels, VLPL's), saved in last.pt as
+        # "label_estimate" where it changes; refused before it is made where it cannot fit.
         self.method = method = methods.get(cfg.mod_scheme)
         train = self.splits["train"]
+        check_per_image_memory(cfg, method, len(train), self.num_classes, self.model.head.in_features, device)
         self.label_estimate = None if method.make_state is None else method.make_state(train, cfg).to(device)
         self.trained_state = self.label_estimate if method.state_trains else None   # APL's labels do not train
-        self.labels_obs = torch.as_tensor(train.labels_obs, dtype=torch.int8, device=device)
-        self.labels_true = None if train.labels is None else torch.as_tensor(train.labels, device=device).bool()
+        corrections = labels.Corrections(len(train), self.num_classes) if method.writes_labels else None
+        self.train_labels = labels.TrainingLabels(train.labels_obs, train.labels, corrections)
         # CSL in any other mode is a prior model (stage 1 of two_stage): the mean of its training predictions.
         self.training_prior = (TrainingPrior(self.num_classes, device)
                                if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective" else None)
@@ -566,12 +611,13 @@ class Training:
         self.start = time.time()
 
     def restore(self):
-        """Continue from last.pt (--resume): weights, optimizer, labels, the method's state, history."""
+        """Continue from last.pt (--resume): weights, optimizer, LL-Cp's corrections, the method's state,
+        history."""
         ckpt, cfg = self.ckpt, self.cfg
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.labels_obs.copy_(ckpt["labels_obs"])
+            self.restore_corrections(ckpt)
             if self.label_estimate is not None:
                 self.label_estimate.load_state_dict(ckpt["label_estimate"])
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -584,6 +630,18 @@ class Training:
             print(f"Resuming {cfg.run_dir} after epoch {self.state['epoch']}")
         self.ckpt = None
         self.stopped_early = any(r.get("early_stop") for r in self.state["history"])
+
+    def restore_corrections(self, ckpt):
+        """LL-Cp's corrections from last.pt; a checkpoint written before they had their own structure
+        (0976ac2 and earlier) holds the run's whole label matrix, whose new +1 entries they are."""
+        corrections = self.train_labels.corrections
+        if corrections is None:
+            return
+        if "corrections" in ckpt:
+            corrections.load_state_dict(ckpt["corrections"])
+        else:
+            old = labels.Corrections.from_label_matrix(self.splits["train"].labels_obs.dense(), ckpt["labels_obs"].cpu())
+            corrections.keys = old.keys
 
     def write_run_files(self):
         """config.json (checked against the interrupted run's on --resume), git.json, class_names.json,
@@ -600,12 +658,15 @@ class Training:
                 log.writelines(json.dumps(record) + "\n" for record in self.state["history"])
         if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
             train = splits["train"]
-            self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme, train.labels_obs,
-                                                      train.labels, train.images, cfg.record_losses,
-                                                      cfg.record_labels_for, self.resume)
+            self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
+                                                      train.labels_obs.dense(),
+                                                      None if train.labels is None else train.labels.dense(),
+                                                      train.images, cfg.record_losses, cfg.record_labels_for,
+                                                      self.resume)
         # Cole et al.'s linear phase draws batches of --linear_init_bsize (the image loader's are --bsize).
         self.linear_batches = (datasets.ShardedBatches(datasets.ShuffleFlipSampler(len(splits["train"]), self.shuffle),
-                                                       cfg.linear_init_bsize, distributed.rank(), distributed.world_size())
+                                                       cfg.linear_init_bsize, distributed.rank(), distributed.world_size(),
+                                                       cfg.max_steps_per_epoch)
                                if cfg.separate_linear_phase else self.loaders["train"].batch_sampler)
 
     def start_fine_tuning(self):
@@ -648,12 +709,12 @@ class Training:
         record = {"epoch": epoch, "frozen_backbone": self.net_frozen}
         if cfg.separate_linear_phase:
             record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
-        record.update(train_one_epoch(net, loader, self.optimizer, self.labels_obs, self.labels_true, cfg,
+        record.update(train_one_epoch(net, loader, self.optimizer, self.train_labels, cfg,
                                       cfg.phase_epoch(epoch), self.device, self.label_estimate, self.prior,
                                       self.recorder, self.scaler, self.training_prior))
         distributed.broadcast_buffers(model)
         if self.method.after_epoch is not None and not linear_phase:   # APL: pseudo-labels from predictions
-            self.method.after_epoch(self.label_estimate, cfg.phase_epoch(epoch), cfg, self.labels_obs, lambda: predict(
+            self.method.after_epoch(self.label_estimate, cfg.phase_epoch(epoch), cfg, self.splits["train"].labels_obs, lambda: predict(
                 model, make_loader(self.splits["train"], cfg, train=False), self.device, "pseudo-labels", cfg.amp))
         if self.recorder is not None:
             self.recorder.flush()
@@ -678,9 +739,11 @@ class Training:
 
     def checkpoint(self, epoch, record, improved, linear_phase):
         """last.pt, then best.pt where the epoch improved, then the log line."""
-        estimate, prior = self.label_estimate, self.training_prior
+        estimate, prior, corrections = self.label_estimate, self.training_prior, self.train_labels.corrections
+        # What the run changed, never the labels it read: LL-Cp's corrections (8 bytes each), not N x K.
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "scaler": self.scaler.state_dict(), "labels_obs": self.labels_obs,
+                     "scaler": self.scaler.state_dict(),
+                     "corrections": None if corrections is None else corrections.state_dict(),
                      "label_estimate": None if estimate is None else estimate.state_dict(),
                      "training_prior": None if prior is None else prior.state_dict(),
                      "state": self.state}, self.paths["last"])
@@ -706,24 +769,32 @@ class Training:
             raise UserError(f"{best_path} holds epoch {best['epoch']} but last.pt names epoch {state['best_epoch']} "
                             f"as the best: the run folder is inconsistent; rerun with --overwrite")
         model.load_state_dict(best["model"])
-        # One pass per split: these scores give the test mAP, the per-class AP, the val thresholds.
-        scores = {name: predict(model, self.loaders[name], self.device, name, cfg.amp) for name in ("val", "test")}
+        # One pass per split, gathered to the main process: these scores give the test mAP, the
+        # per-class AP, the val thresholds.
+        scores = {name: predict_split(model, self.loaders[name], self.splits[name], self.device, name, cfg.amp)
+                  for name in ("val", "test")}
+        results = self.write_results(scores) if distributed.is_main() else None
+        results = distributed.broadcast_object(results)
+        print(f"Test mAP {results['test_map']:.2f} with the weights of epoch {state['best_epoch']} "
+              f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
+        return results
+
+    def write_results(self, scores):
+        """The main process's end of a run: results.json, thresholds.json, curves.png (and CSL's prior
+        model's class_prior_model.npy) from the best model's val and test scores."""
+        cfg = self.cfg
         test = scores_metrics(scores["test"], self.splits["test"], self.device, "test",
                               datasets.load_class_groups(cfg.data_dir, self.num_classes),
                               cfg.ap_without_positive == "skip")
         results = {"test_map": test["map"], **{f"test_{k}": v for k, v in test.items() if k != "map"},
-                   **run_summary(cfg, state, self.stopped_early, round(time.time() - self.start, 1))}
+                   **run_summary(cfg, self.state, self.stopped_early, round(time.time() - self.start, 1), self.splits)}
         results.update(per_class_results(scores, self.splits, self.class_names, cfg.run_dir))
         if self.training_prior is not None:
             # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
-            if distributed.is_main():
-                np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), self.training_prior.mean())
+            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), self.training_prior.mean())
             results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
         save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
-        if distributed.is_main():
-            curves.draw_run(cfg.run_dir)            # curves.png: val mAP, loss, precision of modification
-        print(f"Test mAP {test['map']:.2f} with the weights of epoch {state['best_epoch']} "
-              f"(val mAP {state['best_map']:.2f}); run folder {cfg.run_dir}")
+        curves.draw_run(cfg.run_dir)            # curves.png: val mAP, loss, precision of modification
         return results
 
 
@@ -743,10 +814,46 @@ def load_data(cfg, resume, device):
             raise UserError(f"the {name} split has {len(split)} images, fewer than the "
                             f"{distributed.world_size()} processes")
     cfg = resolve_expected_positives(cfg, splits["train"])
-    print(f"{cfg.dataset}: {splits['train'].labels_obs.shape[1]} classes; train {len(splits['train'])}, val "
+    print(f"{cfg.dataset}: {splits['train'].labels_obs.num_classes} classes; train {len(splits['train'])}, val "
           f"{len(splits['val'])}, test {len(splits['test'])} images; device {device}"
           + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
     return splits, cfg
+
+
+def available_memory(device):
+    """Bytes free where a per-image state would live: the GPU's free memory, or this machine's
+    available memory (/proc/meminfo's MemAvailable) shared by the run's processes on it."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if os.path.isfile("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            available = 1024 * int(dict(line.split(":", 1) for line in f)["MemAvailable"].split()[0])
+    else:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return available // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def check_per_image_memory(cfg, method, num_images, num_classes, feature_dim, device):
+    """Refuse, before anything is allocated, a state that grows with the training images and would
+    not fit where it lives (the method's ``state_bytes``: ROLE's estimate, APL's soft labels; LinearInit's
+    cached features): exit 2 naming what it needs, the dataset's size and what to do, rather than
+    an out-of-memory kill hours later."""
+    needs = []
+    if method.state_bytes is not None:
+        needs.append((f"{method.name} keeps a state per training entry", method.state_bytes(num_images, num_classes),
+                      f"{num_images:,} training images x {num_classes:,} classes", device))
+    if cfg.train_mode == "linear_init":
+        flips = 1 if cfg.separate_linear_phase else 2
+        needs.append(("LinearInit caches the backbone's features of every training image",
+                      flips * num_images * feature_dim * 4, f"{num_images:,} images x {flips} x {feature_dim} floats",
+                      torch.device("cpu")))
+    for what, needed, size, where in needs:
+        available = available_memory(where)
+        if needed > available:
+            raise UserError(f"{what}: {needed / 2**30:,.1f} GiB ({size}) in each process, more than the "
+                            f"{available / 2**30:,.1f} GiB available to it ({where.type}); train on fewer images "
+                            f"(--ss_frac_train), with more memory, or with a method whose memory does not grow with "
+                            f"the dataset (AN, IU, WAN, LSAN, LL-R, LL-Ct, LL-Cp: Table 3's rows)")
 
 
 def build_training_model(cfg, num_classes, device):
@@ -766,15 +873,23 @@ def check_resumed_config(cfg, resume):
     if resume and os.path.exists(config_path):
         with open(config_path) as f:
             saved = {k: v for k, v in json.load(f).items() if k != "overwrite"}
+        # A run older than one of its method's flags ran with that flag's legacy value.
+        saved["method_options"] = {**{flag.name: flag.legacy for flag in methods.get(cfg.mod_scheme).flags
+                                      if flag.legacy is not None}, **saved.get("method_options", {})}
         changed = {k: (v, getattr(cfg, k)) for k, v in saved.items() if getattr(cfg, k, None) != v}
         if changed:
-            raise UserError(f"--resume with other settings than the interrupted run: {changed} "
-                            f"(saved, now); rerun with the same arguments")
+            saved_options, options = changed.pop("method_options", ({}, {}))
+            flags = [f"--{name}: {saved_options.get(name)} then, {value} now" for name, value in options.items()
+                     if saved_options.get(name) != value]
+            raise UserError(f"--resume with other settings than the interrupted run: "
+                            f"{'; '.join([*(f'{k}: {a} then, {b} now' for k, (a, b) in changed.items()), *flags])}; "
+                            f"rerun with the same arguments")
 
 
-def run_summary(cfg, state, stopped_early, train_time_s):
+def run_summary(cfg, state, stopped_early, train_time_s, splits):
     """What results.json records of the run besides its test scores (the collector reads these)."""
     summary = {"best_epoch": state["best_epoch"], "best_val_map": state["best_map"],
+               "num_images": {name: len(split) for name, split in splits.items()},
                "epochs_run": state["epoch"], "stopped_early": stopped_early, "train_time_s": train_time_s,
                "dataset": cfg.dataset, "mod_scheme": cfg.mod_scheme, "delta_rel": cfg.delta_rel,
                "expected_num_pos": cfg.expected_num_pos, "train_set_variant": cfg.train_set_variant,
@@ -792,17 +907,15 @@ def per_class_results(scores, splits, class_names, run_dir):
     """The best model's per-class test AP by class name and its multi-label metrics
     (``multilabel_metrics``) at 0.5 and at the per-class thresholds that maximise F1 on val; those
     are saved to ``thresholds.json`` for ``predict.py --threshold val_f1``. ``scores``: the best
-    model's (N, K) fp32 logits of "val" and "test" (``predict``)."""
-    (val_true, val_annotated), (test_true, test_annotated) = (multilabel_metrics.split_truth(splits[n])
-                                                                for n in ("val", "test"))
-    val_logits, test_logits = scores["val"], scores["test"]
-    thresholds = multilabel_metrics.f1_thresholds(val_true, multilabel_metrics.probabilities(val_logits), val_annotated)
+    model's fp32 logits of "val" and "test" (``predict_split``)."""
+    thresholds = multilabel_metrics.split_f1_thresholds(splits["val"], scores["val"])
     save_atomic({"val_f1": dict(zip(class_names, map(float, thresholds)))}, os.path.join(run_dir, "thresholds.json"))
-    at_half = multilabel_metrics.report(test_true, test_logits, class_names, 0.5, test_annotated)
-    at_half.pop("map")
-    return {"test_per_class_ap": at_half.pop("per_class_ap"), "test_at_0.5": at_half,
-            "test_at_val_f1": multilabel_metrics.threshold_report(
-                test_true, multilabel_metrics.probabilities(test_logits), class_names, thresholds, test_annotated)}
+    at_half, at_val_f1 = (multilabel_metrics.split_report(splits["test"], scores["test"], class_names, t)
+                          for t in (0.5, thresholds))
+    for report in (at_half, at_val_f1):
+        report.pop("map")
+    at_val_f1.pop("per_class_ap")
+    return {"test_per_class_ap": at_half.pop("per_class_ap"), "test_at_0.5": at_half, "test_at_val_f1": at_val_f1}
 
 
 def reconcile_best_checkpoint(best_path, state, last_model, extra=None):

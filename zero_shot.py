@@ -13,9 +13,10 @@ Deviations from the authors, who score on the fly every epoch: no random flip (s
 once per image); the GCN residual and the CLIP model run in fp32 (AEVLP runs them in fp16); VLPL
 squashes the original image to 336 px in one resize (the authors resize to 448, then to 336).
 
-Files: ``<data_dir>/zero_shot_<mode>.npz`` (float32 arrays of shape (N, K)) and beside it a JSON
-record written last (what made the scores, the npz's sha256), so an interrupted or altered file
-is never read as complete (``load_scores``).
+Files: ``<data_dir>/zero_shot_<mode>.npz`` (uncompressed float32 arrays of shape (N, K), written from
+the finished chunks one chunk at a time and read memory-mapped, so no process holds N x K) and beside
+it a JSON record written last (what made the scores, the npz's sha256), so an interrupted or altered
+file is never read as complete (``load_scores``).
 """
 import datetime
 import hashlib
@@ -389,21 +390,69 @@ def _save_npz(path, arrays):
     _write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
+def _save_npz_from_chunks(path, names, chunk_files, shape):
+    """An uncompressed .npz (as ``np.savez`` writes) of float32 arrays ``names`` of ``shape``, each the
+    rows of the chunk files in order, streamed: one chunk's array in memory at a time, whatever the
+    size (OpenImages' train set: 68 GB an array). Returns {name: sha256 of the array's bytes}."""
+    digests = {}
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name in names:
+                digest = hashlib.sha256()
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                              "shape": tuple(shape)}
+                    np.lib.format.write_array_header_2_0(member, header)
+                    for chunk_file in chunk_files:
+                        with np.load(chunk_file) as chunk:
+                            data = np.ascontiguousarray(chunk[name], dtype="<f4").tobytes()
+                        member.write(data)
+                        digest.update(data)
+                digests[name] = digest.hexdigest()
+
+    _write_atomic(path, write)
+    return digests
+
+
+def open_npz_memmap(path):
+    """{name: read-only memmap} of the arrays of an uncompressed .npz, read in place (no copy in
+    memory: the file's pages are shared by the processes that read it)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise UserError(f"{path}: {info.filename} is compressed; recompute the scores")
+            f.seek(info.header_offset)
+            local = f.read(30)                  # the local file header: its name and extra field follow
+            f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                   + int.from_bytes(local[28:30], "little"))
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
+            shape, fortran, dtype = read_header(f)
+            arrays[info.filename.removesuffix(".npy")] = np.memmap(
+                path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+    return arrays
+
+
 def _save_json(path, record):
     _write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
+def _chunk_path(partial_dir, index):
+    return os.path.join(partial_dir, f"chunk_{index:05d}.npz")
+
+
 def _resumed_chunks(partial_dir, settings, resume):
-    """The finished chunks of an interrupted run of the same ``settings`` (if ``resume``); anything
-    else in ``partial_dir`` is removed."""
+    """The files of the finished chunks of an interrupted run of the same ``settings`` (if ``resume``);
+    anything else in ``partial_dir`` is removed."""
     settings_path = os.path.join(partial_dir, "settings.json")
     if resume and os.path.isfile(settings_path):
         with open(settings_path) as f:
             if json.load(f) == settings:
                 chunks = []
-                while os.path.isfile(os.path.join(partial_dir, f"chunk_{len(chunks):05d}.npz")):
-                    with np.load(os.path.join(partial_dir, f"chunk_{len(chunks):05d}.npz")) as z:
-                        chunks.append({name: z[name] for name in z.files})
+                while os.path.isfile(_chunk_path(partial_dir, len(chunks))):
+                    chunks.append(_chunk_path(partial_dir, len(chunks)))
                 return chunks
     if os.path.isdir(partial_dir):
         shutil.rmtree(partial_dir)
@@ -432,14 +481,15 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     npz_path = out or score_paths(data_dir, mode)[0]
     json_path = record_path(npz_path)
-    images, _, labels_obs = datasets.load_formatted(data_dir, "train")
+    images, labels_obs, _ = datasets.load_formatted(data_dir, "train")
     if labels_obs.shape[1] != len(scorer.class_names):
         raise UserError(f"{data_dir} has {labels_obs.shape[1]} classes but the scorer {len(scorer.class_names)}")
     image_root = os.path.join(data_dir, datasets.IMAGE_ROOTS[dataset])
-    paths = [os.path.join(image_root, p) for p in images]
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{len(missing)} of {len(paths)} train images are missing under {image_root}, e.g. {missing[0]}")
+    paths = datasets.ImagePaths(image_root, images, np.arange(len(images)))
+    missing = datasets.find_missing_images(paths)
+    if missing.any():
+        raise UserError(f"{missing.sum()} of {len(paths)} train images are missing under {image_root}, "
+                        f"e.g. {paths[int(np.argmax(missing))]}")
     settings = {"format_version": FORMAT_VERSION, "mode": mode, "dataset": dataset,
                 "data_dir": os.path.abspath(data_dir), "class_names": scorer.class_names,
                 "num_images": len(images), "image_list_sha256": image_list_sha256(images),
@@ -463,16 +513,15 @@ def compute_scores(data_dir, dataset, scorer, mode, grid_size, batch_size, out=N
     with tqdm(total=len(paths), initial=min(start, len(paths)), unit="img", desc=f"zero-shot {mode}",
               dynamic_ncols=True, disable=None) as progress:
         for first in range(start, len(paths), chunk_size):
-            chunks.append(_score_chunk(scorer, paths[first:first + chunk_size], mode, grid_size,
-                                       batch_size, num_workers, progress))
-            _save_npz(os.path.join(partial_dir, f"chunk_{len(chunks) - 1:05d}.npz"), chunks[-1])
-    arrays = {name: np.concatenate([c[name] for c in chunks]) for name in ARRAYS[mode]}
+            chunk = [paths[i] for i in range(first, min(first + chunk_size, len(paths)))]
+            _save_npz(_chunk_path(partial_dir, len(chunks)),
+                      _score_chunk(scorer, chunk, mode, grid_size, batch_size, num_workers, progress))
+            chunks.append(_chunk_path(partial_dir, len(chunks)))
     seconds = time.time() - begun
-    _save_npz(npz_path, arrays)
+    digests = _save_npz_from_chunks(npz_path, ARRAYS[mode], chunks, (len(paths), len(scorer.class_names)))
     record = {**settings, "batch_size": batch_size,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "npz_sha256": file_sha256(npz_path),
-              "arrays_sha256": {name: hashlib.sha256(a.tobytes()).hexdigest() for name, a in arrays.items()},
+              "npz_sha256": file_sha256(npz_path), "arrays_sha256": digests,
               "images_scored": len(paths) - min(start, len(paths)), "resumed_from": min(start, len(paths)),
               "seconds": round(seconds, 2),
               "images_per_second": round((len(paths) - min(start, len(paths))) / max(seconds, 1e-9), 3)}
@@ -485,9 +534,13 @@ def make_command(dataset, data_dir, mode):
     return f"python scripts/zero_shot_scores.py --dataset {dataset} --data_dir {data_dir} --mode {mode}"
 
 
+CHECK_CHUNK_VALUES = 16 << 20
+
+
 def load_scores(data_dir, mode, dataset, class_names, num_images, path=None):
-    """The zero-shot scores for training: dict of (num_images, K) float32 arrays, one row per row of
-    formatted_train_images.npy. Refuses (``UserError``) a missing, incomplete, altered or mismatched file."""
+    """The zero-shot scores for training: dict of (num_images, K) float32 arrays, memory-mapped, one
+    row per row of formatted_train_images.npy. Refuses (``UserError``) a missing, incomplete, altered
+    or mismatched file."""
     npz_path = path or score_paths(data_dir, mode)[0]
     json_path = record_path(npz_path)
     command = make_command(dataset, data_dir, mode)
@@ -519,19 +572,22 @@ def load_scores(data_dir, mode, dataset, class_names, num_images, path=None):
         if current != record["image_list_sha256"]:
             raise UserError(f"{json_path} scored an image list of sha256 {record['image_list_sha256']} but "
                             f"{images_file} has {current}: recompute with\n  {command} --force")
+    stored = open_npz_memmap(npz_path)
     arrays = {}
-    with np.load(npz_path) as z:
-        for name in ARRAYS[mode]:
-            if name not in z.files:
-                raise UserError(f"{npz_path} has no array {name!r} (it has {z.files})")
-            array = z[name]
-            if array.shape != (num_images, len(class_names)):
-                raise UserError(f"{npz_path}: {name} has shape {array.shape} but this run needs "
-                                f"({num_images}, {len(class_names)})")
-            bad = ~np.isfinite(array)
+    for name in ARRAYS[mode]:
+        if name not in stored:
+            raise UserError(f"{npz_path} has no array {name!r} (it has {sorted(stored)})")
+        array = stored[name]
+        if array.shape != (num_images, len(class_names)) or array.dtype != np.float32:
+            raise UserError(f"{npz_path}: {name} is {array.dtype} of shape {array.shape} but this run needs float32 "
+                            f"({num_images}, {len(class_names)})")
+        step = max(1, CHECK_CHUNK_VALUES // max(len(class_names), 1))
+        for start in range(0, num_images, step):         # in row chunks: memory stays at one chunk
+            bad = ~np.isfinite(array[start:start + step])
             if bad.any():
                 row, col = np.argwhere(bad)[0]
-                raise UserError(f"{npz_path}: {name} has {int(bad.sum())} non-finite values, e.g. "
-                                f"{array[row, col]} at [{row}, {col}]; expected finite probabilities")
-            arrays[name] = array.astype(np.float32)
+                raise UserError(f"{npz_path}: {name} has {int(bad.sum())} non-finite values in rows {start}.., "
+                                f"e.g. {array[start + row, col]} at [{start + row}, {col}]; expected finite "
+                                f"probabilities")
+        arrays[name] = array
     return arrays

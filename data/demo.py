@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 from PIL import Image, ImageDraw
 
+import labels
 from datasets import generate_observed_labels
 
 SHAPES = ("circle", "square", "triangle")
@@ -93,8 +94,9 @@ def _stale_reason(data_dir, spec, any_size=False):
     if any(saved.get(key) != spec[key] for key in compared):
         return f"written by another generator or settings ({saved}, now {spec})"
     for phase, count in saved["num_images"].items():
-        for kind in ("images.npy", "labels.npy", "labels_obs.npy", "boxes.json"):
-            if not os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_{kind}")):
+        for kind in ("images.npy", "boxes.json", "labels", "labels_obs"):      # labels: dense or sparse (labels.py)
+            if not (os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_{kind}"))
+                    or labels.exists(data_dir, phase, kind)):
                 return f"formatted_{phase}_{kind} is missing"
         missing = [i for i in range(count) if not os.path.isfile(os.path.join(data_dir, "images", _image_name(phase, i)))]
         if missing:
@@ -111,6 +113,8 @@ def _remove_generated(data_dir):
     for name in os.listdir(data_dir):
         path = os.path.join(data_dir, name)
         if name == "images" and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif name.startswith("formatted_") and os.path.isdir(path):       # a sparse label folder
             shutil.rmtree(path)
         elif name.startswith("formatted_") or name in ("class_names.json", VERSION_FILE):
             os.remove(path)

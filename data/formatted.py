@@ -4,11 +4,13 @@ the image checks, the observed-label simulation and the writer of the formatted 
 """
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
 
-from datasets import IMAGE_ROOTS, generate_observed_labels
+import labels
+from datasets import IMAGE_ROOTS, ImagePaths, find_missing_images, generate_observed_labels
 
 # Top-level entries of each raw release that hold its images: linked from OUT to ROOT when the two
 # differ, so the image root of the formatted layout (datasets.IMAGE_ROOTS) resolves.
@@ -67,23 +69,6 @@ def load_npy(path, dataset):
 
 
 
-def find_missing_images(image_root, paths):
-    """Boolean mask of the ``paths`` (relative to ``image_root``) that are not there.
-
-    Lists each folder once rather than stat-ing every file: millions of OpenImages paths.
-    """
-    by_folder = {}
-    for i, path in enumerate(paths):
-        by_folder.setdefault(os.path.dirname(path), []).append(i)
-    missing = np.zeros(len(paths), dtype=bool)
-    for folder, indices in by_folder.items():
-        folder_path = os.path.join(image_root, folder)
-        present = set(os.listdir(folder_path)) if os.path.isdir(folder_path) else set()
-        for i in indices:
-            missing[i] = os.path.basename(paths[i]) not in present
-    return missing
-
-
 def keep_rows(split, keep):
     """The split restricted to the rows where ``keep`` is True."""
     kept = {"images": split["images"][keep]}
@@ -99,25 +84,6 @@ def keep_rows(split, keep):
         kept["entries"] = (new_row[rows[on_kept]], cols[on_kept], values[on_kept])
         kept["num_conflicts"] = split["num_conflicts"]
     return kept
-
-
-def save_dense_int8(path, entries, shape, chunk_rows=65536):
-    """Write the (N, K) int8 matrix of sparse ``entries`` (rows sorted) as a .npy file.
-
-    Filled chunk by chunk through a memory map, so the full matrix (GBs for OpenImages) never
-    sits in memory; the file is a plain .npy that np.load(..., mmap_mode="r") reads.
-    """
-    rows, cols, values = entries
-    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=shape)
-    bounds = np.searchsorted(rows, np.arange(0, shape[0] + chunk_rows, chunk_rows))
-    for chunk, start in enumerate(range(0, shape[0], chunk_rows)):
-        stop = min(start + chunk_rows, shape[0])
-        block = np.zeros((stop - start, shape[1]), dtype=np.int8)
-        a, b = bounds[chunk], bounds[chunk + 1]
-        block[rows[a:b] - start, cols[a:b]] = values[a:b]
-        matrix[start:stop] = block
-    matrix.flush()
-    del matrix
 
 
 def link_image_folders(dataset, root, out):
@@ -160,7 +126,7 @@ def check_images(dataset, root, splits, drop_missing_images):
     """Stop on a missing image, or drop its row with a warning, before anything is written."""
     image_root = os.path.join(root, IMAGE_ROOTS[dataset])
     for phase, split in splits.items():
-        missing = find_missing_images(image_root, split["images"])
+        missing = find_missing_images(ImagePaths(image_root, split["images"], np.arange(len(split["images"]))))
         if missing.any():
             first = [os.path.join(image_root, p) for p in split["images"][missing][:5]]
             message = (f"{missing.sum()} of {len(missing)} {phase} images are missing under "
@@ -201,10 +167,16 @@ def write_class_names(out, class_names):
 def write_split(out, root, phase, split, observed, num_classes):
     """The formatted_<phase>_* files of one split; ``observed`` is None for real partial labels."""
     np.save(formatted_path(out, phase, "images.npy"), split["images"])
+    stale = formatted_path(out, phase, "labels_obs.npy") if "entries" in split else labels.sparse_path(out, phase, "labels_obs")
+    if os.path.isfile(stale):       # the other storage, from an earlier preparation: never read both
+        os.remove(stale)
+    elif os.path.isdir(stale):
+        shutil.rmtree(stale)
     if "entries" in split:
-        # Real partial labels (OpenImages): the truth is unknown, so no labels file.
-        save_dense_int8(formatted_path(out, phase, "labels_obs.npy"), split["entries"],
-                        (len(split["images"]), num_classes))
+        # Real partial labels (OpenImages): sparse (labels.py), and the truth is unknown, so no labels file.
+        shape = (len(split["images"]), num_classes)
+        labels.save_sparse(labels.sparse_path(out, phase, "labels_obs"),
+                           *labels.sparse_from_entries(*split["entries"], shape), shape)
         num_known = len(split["entries"][0])
     else:
         np.save(formatted_path(out, phase, "labels.npy"), split["labels"].astype(np.float32))

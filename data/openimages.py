@@ -86,12 +86,17 @@ def openimages_class_groups(cols, num_classes, num_groups=OPENIMAGES_NUM_GROUPS)
     return rank * num_groups // num_classes
 
 
-def format_openimages(root, eval_split="validation"):
+# The official splits and the formatted file sets they become: the paper trains on all of the
+# official train set, selects its epoch on the official validation set and reports the official test set.
+OPENIMAGES_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def format_openimages(root):
     """OpenImages V3 (2017_11): real partial labels of the 5000 trainable classes.
 
-    Official train -> "train", ``eval_split`` ("validation" or "test") -> "val". Labels stay sparse
-    here, (rows, cols, values) with values +1/-1 (absent = 0, unknown), because the dense matrix
-    of the full train set takes several GB; ``prepare`` writes it straight to disk.
+    Official train -> "train", validation -> "val", test -> "test" (``OPENIMAGES_SPLITS``). Labels
+    stay sparse, (rows, cols, values) with values +1/-1 (absent = 0, unknown), and are written so
+    (labels.py): the dense train matrix alone would take 17 GB.
     """
     meta = os.path.join(root, "2017_11")
     trainable_path = os.path.join(meta, "classes-trainable.txt")
@@ -105,10 +110,10 @@ def format_openimages(root, eval_split="validation"):
                                f"classes of {trainable_path}, e.g. {missing[:3]}")
     class_index = {mid: k for k, mid in enumerate(mids)}
     splits = {}
-    for phase, official in (("train", "train"), ("val", eval_split)):
+    for phase, official in OPENIMAGES_SPLITS.items():
         path = os.path.join(meta, official, "annotations-human.csv")
         image_ids, rows, cols, values = read_openimages_annotations(path, class_index)
         rows, cols, values, num_conflicts = resolve_openimages_labels(rows, cols, values, len(mids))
-        splits[phase] = {"images": np.array([f"{official}/{i}.jpg" for i in image_ids], dtype=str),
+        splits[phase] = {"images": np.char.add(np.char.add(f"{official}/", image_ids), ".jpg"),
                          "entries": (rows, cols, values), "num_conflicts": num_conflicts}
     return {"class_names": [names[mid] for mid in mids], "splits": splits}

@@ -24,7 +24,7 @@ from data.coco import format_coco  # noqa: E402
 from data.csv_import import prepare_csv  # noqa: E402
 from data.cub import format_cub  # noqa: E402
 from data.formatted import (PreparationError, check_images, hint, link_image_folders,  # noqa: E402,F401
-                            save_dense_int8, simulate_observed, write_class_names, write_split)
+                            simulate_observed, write_class_names, write_split)
 from data.nuswide import format_nuswide  # noqa: E402
 from data.openimages import (format_openimages, openimages_class_groups,  # noqa: E402,F401
                              resolve_openimages_labels)
@@ -36,15 +36,11 @@ FORMATTERS = {"pascal": format_pascal, "coco": format_coco, "nuswide": format_nu
               "cub": format_cub, "openimages": format_openimages}
 
 
-def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_images=False,
-            openimages_eval_split="validation"):
+def prepare(dataset, root, out, num_pos=1, num_neg=0, seed=1200, drop_missing_images=False):
     """Format ``dataset`` from the raw release in ``root`` into ``out`` (data/README.md)."""
     if not os.path.isdir(root):
         raise PreparationError(f"--root {root} is not a folder: {hint(dataset)}")
-    if dataset == "openimages":
-        formatted = format_openimages(root, openimages_eval_split)
-    else:
-        formatted = FORMATTERS[dataset](root)
+    formatted = FORMATTERS[dataset](root)
     class_names, splits = formatted["class_names"], formatted["splits"]
 
     # Every check passes before anything is written.
@@ -83,8 +79,6 @@ def get_args_parser():
     p.add_argument("--drop_missing_images", action="store_true",
                    help="drop images whose file is missing instead of failing (OpenImages: some "
                         "Flickr URLs are dead); the dropped count is printed")
-    p.add_argument("--openimages_eval_split", default="validation", choices=("validation", "test"),
-                   help="official OpenImages split written as formatted_val_*")
     g = p.add_argument_group("--dataset csv (data/README.md, 'Your own data')")
     g.add_argument("--csv", default=None, help="the labels: path,positives[,negatives][,split] or one column per class")
     g.add_argument("--csv_layout", default="auto", choices=("auto", "long", "wide"),
@@ -111,8 +105,7 @@ def main(argv=None):
                         args.split_seed, args.num_pos, args.num_neg, args.seed, args.drop_missing_images)
             return
         prepare(args.dataset, args.root, out, num_pos=args.num_pos, num_neg=args.num_neg,
-                seed=args.seed, drop_missing_images=args.drop_missing_images,
-                openimages_eval_split=args.openimages_eval_split)
+                seed=args.seed, drop_missing_images=args.drop_missing_images)
     except PreparationError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

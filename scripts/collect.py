@@ -223,7 +223,21 @@ def table_markdown(records, paper=None):
                 cell += " [" + ", ".join(f"b{b} lr {lr:g}" for b, lr in sorted(chosen[((m, how), d)])) + "]"
             line.append(cell)
         lines.append("| " + " | ".join(line) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + image_counts(records, datasets))
+
+
+def image_counts(records, datasets):
+    """A line per dataset with the images its runs trained, selected and were tested on (results.json's
+    num_images), so the protocol of the numbers shows: Table 3 trains on all of OpenImages' official
+    train set, selects on its validation set and tests on its test set."""
+    lines = []
+    for d in datasets:
+        sizes = sorted({tuple(r["num_images"][s] for s in ("train", "val", "test"))
+                        for r in records if r["dataset"] == d and "num_images" in r})
+        if sizes:
+            lines.append(f"{DATASET_NAMES[d]} images, train / val / test: "
+                         + "; ".join(" / ".join(f"{n:,}" for n in size) for size in sizes))
+    return [""] + lines if lines else []
 
 
 def _by(records, *keys):

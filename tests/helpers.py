@@ -19,25 +19,25 @@ def read_log(run_dir):
 def script_evaluation(monkeypatch, val_maps, tested, test_map=42.0):
     """Scripts a run's evaluation: each epoch's val mAP from ``val_maps`` in turn (train.evaluate),
     ``test_map`` as the test mAP at the end (train.scores_metrics). The end's real test predictions
-    (train.predict on "test") append the head's bias (the weights tested) to ``tested``."""
+    (train.predict_split on "test") append the head's bias (the weights tested) to ``tested``."""
     val_maps = iter(val_maps)
-    real_predict = train.predict
+    real_predict_split = train.predict_split
 
     def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none",
                  skip_without_positive=False):
         return {"map": next(val_maps)}
 
-    def predict(model, loader, device, desc="eval", amp="none"):
+    def predict_split(model, loader, split, device, desc="eval", amp="none"):
         if desc == "test":
             tested.append(model.head.bias.detach().clone())
-        return real_predict(model, loader, device, desc, amp)
+        return real_predict_split(model, loader, split, device, desc, amp)
 
     def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_without_positive=False):
         assert desc == "test", "the val mAP of each epoch comes from train.evaluate"
         return {"map": test_map}
 
     monkeypatch.setattr(train, "evaluate", evaluate)
-    monkeypatch.setattr(train, "predict", predict)
+    monkeypatch.setattr(train, "predict_split", predict_split)
     monkeypatch.setattr(train, "scores_metrics", scores_metrics)
 
 

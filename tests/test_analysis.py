@@ -146,8 +146,9 @@ def recorded_run(tmp_path_factory):
     ensure_demo_dataset(data, num_images={"train": 40, "val": 16})
     save = tmp_path_factory.mktemp("runs")
     class NoFlipSampler(datasets.ShuffleFlipSampler):
-        def __iter__(self):
-            return ((idx, False) for idx, _ in super().__iter__())
+        def draw(self):
+            order, flips = super().draw()
+            return order, torch.zeros_like(flips)
 
     with pytest.MonkeyPatch.context() as mp:
         # Without the random flip the images the run saw can be rebuilt exactly.
@@ -241,12 +242,14 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train.losses, "compute_batch_loss", spy)
     paths = np.array([f"img{i}.png" for i in range(12)])
+    train_labels = train.labels.TrainingLabels(train.labels.Labels(train.labels.DenseStore(initial.numpy()), range(12)),
+                                               corrections=train.labels.Corrections(12, 4))
     for epoch in (1, 2):
         recorder = analysis.TrainingRecorder(str(tmp_path), 2, "LL-Cp", initial.numpy(), None, paths,
                                              record_losses=True, num_traced=12, resume=epoch == 2)
         batches = [(images[b], b) for b in torch.randperm(12).split(5)]        # batches of 5, 5, 2
         seen.clear()
-        train.train_one_epoch(model, batches, optimizer, labels_obs, None, cfg, epoch, "cpu", recorder=recorder)
+        train.train_one_epoch(model, batches, optimizer, train_labels, cfg, epoch, "cpu", recorder=recorder)
         recorder.flush()
         history = np.load(tmp_path / "loss_history.npy")
         for (_, idx), (logits, batch_obs) in zip(batches, seen):
@@ -259,6 +262,7 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
     # LL-Cp corrected k = ceil(5 * 4 * 10 %) = 2 entries of each full batch, 1 of the last, and with
     # --llcp_write all wrote them all: they, and nothing else, are CORRECTED in epoch 2's trajectory.
     states = np.load(tmp_path / "label_trajectories.npy")
+    labels_obs, _ = train_labels.batch(torch.arange(12), "cpu")
     corrected = ((labels_obs == 1) & (initial == 0)).numpy()
     assert corrected.sum() == 2 + 2 + 1
     np.testing.assert_array_equal(states[0], np.where(initial == 1, analysis.OBSERVED, analysis.NEGATIVE))

@@ -94,9 +94,10 @@ def test_selective_ignores_likely_positives_and_high_prior_classes():
 
 
 def test_prior_from_annotations():
-    obs = np.array([[1, -1, 0], [0, -1, 1], [1, 0, -1], [0, 0, -1]])
-    # Class 0: no observed negative -> 2 of 4 images; class 1: 0 of 2 annotated; class 2: 1 of 3.
-    np.testing.assert_allclose(prior_from_annotations(obs), [0.5, 0.0, 1 / 3])
+    # Observed labels [[1, -1, 0], [0, -1, 1], [1, 0, -1], [0, 0, -1]], counted per class: positives
+    # 2, 0, 1 and negatives 0, 2, 2. Class 0: no observed negative -> 2 of 4 images; class 1: 0 of 2
+    # annotated; class 2: 1 of 3.
+    np.testing.assert_allclose(prior_from_annotations([2, 0, 1], [0, 2, 2], 4), [0.5, 0.0, 1 / 3])
 
 
 def test_training_prior_is_the_running_mean_over_all_training_batches():

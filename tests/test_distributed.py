@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -20,6 +21,7 @@ from config import build_config, get_args_parser
 from errors import UserError
 from data.demo import ensure_demo_dataset
 from helpers import read_log
+from metrics import average_precision_per_class, mean_ap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,19 +70,34 @@ def train_toy(cfg, epochs=2):
     splits = datasets.load_splits(cfg)
     model = toy_net()
     net = train.training_net(model, cfg, torch.device("cpu"))
-    estimate = train.losses.LabelEstimate(splits["train"].labels_obs) if cfg.mod_scheme == "ROLE" else None
+    train_split, val = splits["train"], splits["val"]
+    estimate = train.losses.LabelEstimate(train_split.labels_obs.dense()) if cfg.mod_scheme == "ROLE" else None
     optimizer = torch.optim.SGD([*model.parameters(), *([] if estimate is None else estimate.parameters())], lr=0.5)
-    labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
+    corrections = train.labels.Corrections(len(train_split), 12) if cfg.mod_scheme == "LL-Cp" else None
+    train_labels = train.labels.TrainingLabels(train_split.labels_obs, None, corrections)
     shuffle = torch.Generator()
-    loader = train.make_loader(splits["train"], cfg, train=True, generator=shuffle)
+    loader = train.make_loader(train_split, cfg, train=True, generator=shuffle)
     stats = []
     for epoch in range(1, epochs + 1):
         shuffle.manual_seed(train.epoch_seed(cfg.seed, epoch))
-        stats.append(train.train_one_epoch(net, loader, optimizer, labels_obs, None, cfg, epoch, "cpu", estimate))
-    scores = train.predict(model, train.make_loader(splits["val"], cfg, train=False), "cpu")
+        stats.append(train.train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, "cpu", estimate))
+    val_loader = train.make_loader(val, cfg, train=False)
+    scores = train.predict(model, val_loader, "cpu")
     params = [*model.parameters(), *([] if estimate is None else estimate.parameters())]
-    return {"params": [p.detach() for p in params], "labels_obs": labels_obs, "stats": stats,
-            "val_scores": torch.as_tensor(scores)}
+    # Evaluation on the main process (which sends the mAP to the others), with full labels and with a
+    # partially known copy of them (the OpenImages path: only the known entries' scores are gathered).
+    partial = datasets.Split(val.paths, None, train.labels.Labels(train.labels.DenseStore(partial_labels(val)), range(len(val))))
+    return {"params": [p.detach() for p in params], "labels_obs": train_labels.batch(torch.arange(len(train_split)), "cpu")[0],
+            "stats": stats, "val_scores": torch.as_tensor(scores),
+            "val_map": train.evaluate(model, val_loader, val, "cpu")["map"],
+            "partial_val": train.evaluate(model, val_loader, partial, "cpu", class_groups=np.arange(12) % 2)}
+
+
+def partial_labels(split):
+    """A split's full labels as -1/+1 where (row + 3 * class) % 4 is not 0, unknown (0) elsewhere."""
+    truth = split.labels.dense()
+    rows, cols = np.indices(truth.shape)
+    return np.where((rows + 3 * cols) % 4 != 0, 2 * truth - 1, 0).astype(np.int8)
 
 
 def _toy_worker(rank, world, port, argv, out):
@@ -124,6 +141,15 @@ def test_two_processes_train_as_one_process_with_the_whole_batch(demo_args, tmp_
             assert s["num_modified"] == t["num_modified"]
             assert s["train_loss"] == pytest.approx(t["train_loss"], rel=1e-6)
         torch.testing.assert_close(result["val_scores"], reference["val_scores"], rtol=1e-5, atol=1e-5)
+    # Each process's mAP is the one of the whole split's scores, computed as before evaluation moved to
+    # the main process (every process gathered the (n, K) scores and masked the unknown entries).
+    val = datasets.load_splits(cfg)["val"]
+    truth, partial, scores = val.labels.dense(), partial_labels(val), reference["val_scores"].numpy()
+    partial_ap = average_precision_per_class(partial == 1, scores, annotated=partial != 0)
+    for result in per_rank:
+        assert result["val_map"] == pytest.approx(mean_ap(average_precision_per_class(truth == 1, scores)), abs=1e-4)
+        assert result["partial_val"]["map"] == pytest.approx(mean_ap(partial_ap), abs=1e-4)
+        assert result["partial_val"]["map_G2"] == pytest.approx(mean_ap(partial_ap[1::2]), abs=1e-4)
 
 
 def test_per_process_scope_selects_k_in_each_share(demo_args):
@@ -161,10 +187,11 @@ def test_torchrun_cli_linear_init(demo_args, tmp_path):
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_processes"] == 2
     cfg = build_config(get_args_parser().parse_args(args))
     splits = datasets.load_splits(cfg)
-    initial = torch.as_tensor(splits["train"].labels_obs)
-    for run, log in (("one", one), ("two", two)):       # the logged total is what the label matrix holds
-        final = torch.load(tmp_path / run / "last.pt", weights_only=True)["labels_obs"]
-        assert ((final == 1) & (initial == 0)).sum().item() == log[-1]["num_written_total"] > 0
+    initial = torch.as_tensor(splits["train"].labels_obs.dense())
+    for run, log in (("one", one), ("two", two)):       # the logged total is what the checkpoint holds
+        corrections = torch.load(tmp_path / run / "last.pt", weights_only=True)["corrections"]
+        assert len(corrections["keys"]) == log[-1]["num_written_total"] > 0
+        assert (initial.flatten()[corrections["keys"]] == 0).all()              # only unobserved entries
 
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     model = models.build_model(cfg.arch, 12, "none")

@@ -110,8 +110,10 @@ def test_openimages_rule_in_evaluate_and_its_groups():
     class Scores(torch.nn.Module):            # "images" are the scores
         def forward(self, images):
             return images
-    split = types.SimpleNamespace(labels=None, labels_obs=OI_OBS)
-    loader = [(torch.from_numpy(OI_SCORES[:3]), None), (torch.from_numpy(OI_SCORES[3:]), None)]
+    import labels
+    split = types.SimpleNamespace(labels=None, labels_obs=labels.Labels(labels.DenseStore(OI_OBS), range(len(OI_OBS))))
+    loader = [(torch.from_numpy(OI_SCORES[:3]), torch.arange(3)),
+              (torch.from_numpy(OI_SCORES[3:]), torch.arange(3, len(OI_SCORES)))]
     groups = np.array([0, 1, 1])
     upstream = train.evaluate(Scores(), loader, split, "cpu", class_groups=groups)
     assert upstream == pytest.approx({"map": 100 * 5 / 12, "map_G1": 100 * 5 / 6, "map_G2": 0.0})
@@ -124,3 +126,29 @@ def test_shape_mismatch_and_nan_are_errors():
         average_precision_per_class(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="NaN"):
         average_precision_per_class(np.eye(3), np.array([[0.1, np.nan, 0.3]] * 3))
+
+
+def test_ap_of_known_entries_equals_sklearn_and_the_masked_dense_ap():
+    """average_precision_entries (memory of the known entries only) against sklearn on each class's
+    known entries and against the dense computation with an annotated mask: ties within a class,
+    equal scores across classes, a class without a positive and one without any known entry."""
+    from metrics import average_precision_entries
+    rng = np.random.RandomState(3)
+    n, k = 300, 7
+    scores = rng.randint(0, 25, size=(n, k)).astype(np.float32) / 5        # many ties
+    obs = rng.choice([-1, 0, 1], size=(n, k), p=[0.45, 0.35, 0.2]).astype(np.int8)
+    obs[:, 5] = np.where(obs[:, 5] == 1, -1, obs[:, 5])                     # no known positive
+    obs[:, 6] = 0                                                          # nothing known
+    rows, cols = np.nonzero(obs)
+    order = rng.permutation(len(rows))                                     # any order of the entries
+    ap = average_precision_entries(cols[order], scores[rows, cols][order], obs[rows, cols][order] == 1, k)
+    for c in range(5):
+        known = obs[:, c] != 0
+        assert ap[c] == pytest.approx(average_precision_score(obs[known, c] == 1, scores[known, c]), abs=1e-12)
+    assert ap[5] == 0 and np.isnan(ap[6])
+    dense = average_precision_per_class(obs == 1, scores, annotated=obs != 0)
+    np.testing.assert_allclose(ap, dense, rtol=0, atol=1e-12)
+    skipped = average_precision_entries(cols, scores[rows, cols], obs[rows, cols] == 1, k, skip_without_positive=True)
+    assert np.isnan(skipped[5]) and np.isnan(skipped[6])
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision_entries([0], [np.nan], [True], 1)

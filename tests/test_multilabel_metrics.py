@@ -68,3 +68,21 @@ def test_report_names_every_class():
     assert r["per_class_ap"] == pytest.approx({"cat": 100 * (1 / 1 + 2 / 3) / 2, "dog": 100.0})
     assert r["per_class"]["dog"] == pytest.approx({"precision": 200 / 3, "recall": 100.0, "f1": 80.0})
     assert r["threshold"] == 0.5 and r["OF1"] == pytest.approx(200 / 3)
+
+
+def test_known_entry_metrics_equal_the_annotated_dense_ones():
+    """threshold_metrics_entries and f1_thresholds_entries (partially labelled splits: memory of the
+    known entries only) give the dense functions' numbers with an annotated mask."""
+    from multilabel_metrics import f1_thresholds_entries, threshold_metrics_entries
+    rng = np.random.RandomState(1)
+    obs = rng.choice([-1, 0, 1], size=(80, 5), p=[0.4, 0.3, 0.3]).astype(np.int8)
+    obs[:, 4] = 0                                           # a class with nothing known
+    scores = rng.rand(80, 5)
+    rows, cols = np.nonzero(obs)
+    thresholds = np.array([0.3, 0.5, 0.7, 0.5, 0.5])
+    dense = threshold_metrics(obs == 1, scores, thresholds, annotated=obs != 0)
+    entries = threshold_metrics_entries(cols, obs[rows, cols] == 1, scores[rows, cols], thresholds, 5)
+    np.testing.assert_allclose(entries.pop("per_class"), dense.pop("per_class"), rtol=0, atol=1e-12)
+    assert entries == pytest.approx(dense, abs=1e-12)
+    np.testing.assert_array_equal(f1_thresholds_entries(cols, obs[rows, cols] == 1, scores[rows, cols], 5),
+                                  f1_thresholds(obs == 1, scores, annotated=obs != 0))

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import labels
+
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("prepare", REPO / "data" / "prepare.py")
 prepare = importlib.util.module_from_spec(_spec)
@@ -30,6 +32,10 @@ def run(*args):
 
 
 def load(out, phase, kind):
+    """A formatted file as an array: dense .npy, or a sparse label folder made dense (labels.py)."""
+    if (out / f"formatted_{phase}_{kind}_csr").is_dir():
+        store = labels.load_sparse(str(out / f"formatted_{phase}_{kind}_csr"))
+        return store.rows(np.arange(store.shape[0]))
     return np.load(out / f"formatted_{phase}_{kind}.npy")
 
 
@@ -385,6 +391,8 @@ OI_TRAIN = [  # (image, class, confidence); c0..c9 trainable, zz not
     ("00000004", "c0", 0),
 ]
 OI_VAL = [("00000005", "c9", 1), ("00000005", "c2", 0), ("00000006", "zz", 0)]
+OI_TEST = [("00000007", "c9", 1), ("00000007", "c2", 0), ("00000008", "zz", 1)]
+OI_SPLITS = {"train": OI_TRAIN, "validation": OI_VAL, "test": OI_TEST}
 
 
 def oi_csv(rows):
@@ -401,12 +409,10 @@ def oi_root(tmp_path):
     names = [f"/m/c{k},Class {k}\n" for k in range(10)]
     names[1] = "/m/c1,\"Tulip, Sprenger's\"\n"
     write_text(meta / "class-descriptions.csv", "/m/zz,Not trainable\n" + "".join(names))
-    write_text(meta / "train" / "annotations-human.csv", oi_csv(OI_TRAIN))
-    write_text(meta / "validation" / "annotations-human.csv", oi_csv(OI_VAL))
-    for image in {row[0] for row in OI_TRAIN}:
-        write_image(root / "images" / "train" / f"{image}.jpg")
-    for image in {row[0] for row in OI_VAL}:
-        write_image(root / "images" / "validation" / f"{image}.jpg")
+    for split, rows in OI_SPLITS.items():
+        write_text(meta / split / "annotations-human.csv", oi_csv(rows))
+        for image in {row[0] for row in rows}:
+            write_image(root / "images" / split / f"{image}.jpg")
     return root
 
 
@@ -425,14 +431,20 @@ def test_openimages(oi_root, tmp_path):
         [-1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         [0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
         [0, -1, 0, 1, 0, 0, 0, 0, 0, 0]]))
+    # The official validation set is "val", the official test set "test": three file sets.
     assert load(out, "val", "images").tolist() == ["validation/00000005.jpg"]
     np.testing.assert_array_equal(load(out, "val", "labels_obs"),
                                   np.array([[0, 0, -1, 0, 0, 0, 0, 0, 0, 1]]))
+    assert load(out, "test", "images").tolist() == ["test/00000007.jpg"]
     assert not list(out.glob("formatted_*_labels.npy"))       # truth unknown: no such file
     # Known training labels per class: c3 3, c0 2, c7 2 (its duplicate line counts once), c1 1,
     # the rest 0. Sorted descending, ties in column order: c3 c0 | c7 c1 | c2 c4 | c5 c6 | c8 c9.
     np.testing.assert_array_equal(np.load(out / "class_groups.npy"), [0, 1, 2, 0, 2, 3, 3, 1, 4, 4])
-    assert np.load(out / "formatted_train_labels_obs.npy", mmap_mode="r").shape == (4, 10)
+    # Stored sparse: 9 known entries of the 40, by row (CSR), no N x K file.
+    assert not list(out.glob("formatted_*_labels_obs.npy"))
+    store = labels.load_sparse(str(out / "formatted_train_labels_obs_csr"))
+    assert store.shape == (4, 10) and store.indptr.tolist() == [0, 3, 4, 6, 8]
+    assert store.indices.dtype == np.int16 and store.values.dtype == np.int8
     assert (out / "images" / "validation" / "00000005.jpg").is_file()
 
 
@@ -457,12 +469,18 @@ def test_resolve_openimages_labels():
     assert values.tolist() == [-1, -1, 1]
 
 
-def test_save_dense_int8_in_chunks(tmp_path):
-    # Rows 2 and 3 (the second chunk of 2) have no entry.
+def test_sparse_labels_round_trip(tmp_path):
+    # Rows 2 and 3 have no entry; row 1 two.
     entries = (np.array([0, 1, 1, 4]), np.array([2, 0, 1, 1]), np.array([1, -1, 1, -1], np.int8))
-    prepare.save_dense_int8(tmp_path / "m.npy", entries, (5, 3), chunk_rows=2)
-    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), np.array(
-        [[0, 0, 1], [-1, 1, 0], [0, 0, 0], [0, 0, 0], [0, -1, 0]]))
+    labels.save_sparse(str(tmp_path / "m_csr"), *labels.sparse_from_entries(*entries, (5, 3)), (5, 3))
+    store = labels.load_sparse(str(tmp_path / "m_csr"))
+    dense = np.array([[0, 0, 1], [-1, 1, 0], [0, 0, 0], [0, 0, 0], [0, -1, 0]])
+    np.testing.assert_array_equal(store.rows(np.arange(5)), dense)
+    np.testing.assert_array_equal(store.rows([4, 1, 1]), dense[[4, 1, 1]])       # any rows, any order
+    indptr, cols, values = store.entries([4, 2, 1])
+    assert indptr.tolist() == [0, 1, 1, 3] and cols.tolist() == [1, 0, 1] and values.tolist() == [-1, -1, 1]
+    with pytest.raises(ValueError):
+        labels.sparse_from_entries(np.array([1, 0]), np.array([0, 0]), np.array([1, 1]), (2, 1))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -497,6 +515,8 @@ def test_prepared_openimages_trains_through_the_cli(oi_root, tmp_path):
     # and one annotated negative (c2, G3): AP 0, counted as upstream (SPEC 7). G1 has no annotated entry.
     assert results["test_map"] == 50.0 and results["test_map_G5"] == 100.0 and results["test_map_G3"] == 0.0
     assert results["test_map_G1"] is None
+    # The paper's splits: all 4 official train images trained on, the official validation selects.
+    assert results["num_images"] == {"train": 4, "val": 1, "test": 1}
 
 
 def test_prepared_pascal_trains_through_the_cli(voc_root, tmp_path):
@@ -508,3 +528,30 @@ def test_prepared_pascal_trains_through_the_cli(voc_root, tmp_path):
                       "--num_workers", "0", "--num_epochs", "1", "--mod_scheme", "LL-Ct"]) == 0
     results = json.loads((tmp_path / "runs" / "voc" / "results.json").read_text())
     assert 0 <= results["test_map"] <= 100
+
+
+def test_old_openimages_layout_stops_with_the_command_that_prepares_it_again(oi_root, tmp_path, capsys):
+    """A folder of the old layout (dense int8 labels, the official validation set as the test set, no
+    official test split) is refused with exit 2 and the command; a stale dense file is removed when
+    the folder is prepared again, so the two storages are never both read."""
+    import main
+    out = tmp_path / "out"
+    run("--dataset", "openimages", "--root", oi_root, "--out", out)
+    old = tmp_path / "old"
+    old.mkdir()
+    for phase in ("train", "val"):
+        np.save(old / f"formatted_{phase}_images.npy", load(out, phase, "images"))
+        np.save(old / f"formatted_{phase}_labels_obs.npy", load(out, phase, "labels_obs").astype(np.int8))
+    assert main.main(["--dataset", "openimages", "--data_dir", str(old), "--save_path", str(tmp_path / "runs"),
+                      "--arch", "resnet18", "--weights", "none", "--mod_scheme", "AN"]) == 2
+    err = capsys.readouterr().err
+    assert "old layout" in err and f"python data/prepare.py --dataset openimages --root RAW_DIR --out {old}" in err
+    run("--dataset", "openimages", "--root", oi_root, "--out", old)
+    assert not list(old.glob("formatted_*_labels_obs.npy")) and (old / "formatted_test_images.npy").is_file()
+
+
+def test_truncated_openimages_annotations_name_the_file_and_line(oi_root, tmp_path, capsys):
+    path = oi_root / "2017_11" / "test" / "annotations-human.csv"
+    write_text(path, OI_HEADER + "00000007,verification,/m/c9,1\n00000008,verifica")
+    err = fails_with(capsys, "--dataset", "openimages", "--root", oi_root, "--out", tmp_path / "o")
+    assert f"{path}, line 3: 2 fields, expected 4" in err

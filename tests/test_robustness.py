@@ -52,8 +52,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny):
     after = json.loads((killed_dir / "results.json").read_text())
     assert after["test_map"] == whole["test_map"] and after["best_epoch"] == whole["best_epoch"]
     # LL-Cp's written labels came through the kill: the same entries as the uninterrupted run's.
-    written = [torch.load(tmp_path / name / "last.pt", weights_only=True)["labels_obs"] for name in ("whole", "killed")]
-    assert torch.equal(*written) and read_log(killed_dir)[-1]["num_written_total"] > 0
+    written = [torch.load(tmp_path / name / "last.pt", weights_only=True)["corrections"]["keys"]
+               for name in ("whole", "killed")]
+    assert torch.equal(*written) and len(written[0]) == read_log(killed_dir)[-1]["num_written_total"] > 0
 
 
 
@@ -160,8 +161,9 @@ def test_partial_test_labels_and_class_groups(monkeypatch):
     obs = rng.choice([-1, 0, 1], size=(60, 4), p=[0.4, 0.4, 0.2]).astype(np.int8)
     obs[:, 3] = np.where(obs[:, 3] == 1, 0, obs[:, 3])            # class 3: no annotated positive
     scores = rng.randn(60, 4).astype(np.float32)
-    monkeypatch.setattr(train, "predict", lambda *args, **kwargs: scores)
-    split = Split(np.array([""] * 60), None, obs)
+    # The scores of the known entries, in row-major order: what predict_split keeps of the (60, 4) scores.
+    monkeypatch.setattr(train, "predict_split", lambda *args, **kwargs: scores[obs != 0])
+    split = Split(np.array([""] * 60), None, train.labels.Labels(train.labels.DenseStore(obs), range(60)))
     result = train.evaluate(None, None, split, "cpu", class_groups=np.array([0, 0, 1, 1]), skip_without_positive=True)
 
     def ap(k):

@@ -148,7 +148,10 @@ def test_run_state_resumes_a_csl_run_killed_in_stage_1(tmp_path):
 def test_table3_sweep_and_figure_dry_runs(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):                                  # no published delta_rel
         table3_openimages.main(["--dry_run", "--save_path", str(tmp_path)])
-    capsys.readouterr()
+    assert "--delta_rel is required for the LL rows" in capsys.readouterr().err
+    # Rows without an LL scheme need none.
+    assert table3_openimages.main(["--dry_run", "--methods", "WAN", "LSAN", "--save_path", str(tmp_path)]) == 0
+    assert len(listed_commands(capsys)) == 2
     assert table3_openimages.main(["--dry_run", "--delta_rel", "0.3", "--save_path", str(tmp_path)]) == 0
     commands = listed_commands(capsys)
     assert len(commands) == 7 and all("--protocol ll --arch resnet101 --image_size 224 --bsize 288" in c for c in commands)
@@ -293,9 +296,12 @@ def test_collector_table3_wan_and_lsan_beside_the_paper(tmp_path, capsys):
     runs = tmp_path / "table3_openimages"
     for scheme in ("WAN", "LSAN"):
         fabricate(runs, f"openimages_{scheme}_ll_s0", "openimages", scheme, 0, 76.0,
-                  groups={g: 70.0 for g in range(1, 6)}, extra={"protocol": "ll"})
+                  groups={g: 70.0 for g in range(1, 6)},
+                  extra={"protocol": "ll", "num_images": {"train": 3400000, "val": 42000, "test": 125000}})
     assert collect.main(["table", str(runs)]) == 0
-    rows = {line.split(" | ")[0][2:]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    out = capsys.readouterr().out
+    assert "OpenImages images, train / val / test: 3,400,000 / 42,000 / 125,000" in out      # the paper's splits
+    rows = {line.split(" | ")[0][2:]: line for line in out.splitlines()[2:] if line.startswith("| ")}
     assert list(rows) == ["WAN", "LSAN (AN-LS)", "Curriculum", "IMCL"]
     assert rows["WAN"] == ("| WAN | ll | 70.00 | 71.8 | 70.00 | 72.8 | 70.00 | 76.3 | 70.00 | 79.7 | 70.00 | 84.7 | "
                            "76.00 | 77.0 |")

@@ -66,14 +66,19 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path, rule, w
     torch.manual_seed(0)
     model = models.build_model(cfg.arch, 12, "none")
     optimizer = train.build_optimizer(model, cfg)
-    labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
-    initial = labels_obs.clone()
-    labels_true = torch.as_tensor(splits["train"].labels).bool()
-    loader = train.make_loader(splits["train"], cfg, train=True, generator=torch.Generator().manual_seed(0))
+    train_split = splits["train"]
+    initial = torch.as_tensor(train_split.labels_obs.dense())
+    labels_true = torch.as_tensor(train_split.labels.dense()).bool()
+    corrections = train.labels.Corrections(len(train_split), 12)
+    train_labels = train.labels.TrainingLabels(train_split.labels_obs, train_split.labels, corrections)
+    loader = train.make_loader(train_split, cfg, train=True, generator=torch.Generator().manual_seed(0))
     written_so_far = 0
     for epoch in (1, 2, 3):
-        stats = train.train_one_epoch(model, loader, optimizer, labels_obs, labels_true, cfg, epoch, "cpu")
+        stats = train.train_one_epoch(model, loader, optimizer, train_labels, cfg, epoch, "cpu")
+        # The labels the next epoch reads: every row, with the corrections written in.
+        labels_obs, _ = train_labels.batch(torch.arange(len(train_split)), "cpu")
         written = (labels_obs == 1) & (initial == 0)
+        assert len(corrections) == written.sum()
         # LL-Cp: k = ceil(B * K * 2 %) per batch from epoch 2: ceil(3.84) = ceil(3.12) = 4.
         assert stats["num_modified"] == (0 if epoch == 1 else 5 * 4)
         assert stats["num_written"] == (0 if epoch == 1 else 5 * written_per_batch)
@@ -121,7 +126,7 @@ def test_model_selection_and_early_stop(demo_args, tmp_path, monkeypatch):
 def test_one_prediction_pass_per_split_at_the_end(demo_args, tmp_path, monkeypatch):
     """After the last epoch the best model predicts val once and test once: those scores give the
     test mAP, the per-class AP and the val thresholds."""
-    real_predict, real_finish = train.predict, train.Training.finish
+    real_predict, real_predict_split, real_finish = train.predict, train.predict_split, train.Training.finish
     split_of, passes = {}, []
 
     def finish(self):
@@ -133,8 +138,14 @@ def test_one_prediction_pass_per_split_at_the_end(demo_args, tmp_path, monkeypat
             passes.append(split_of.get(id(loader), desc))
         return real_predict(model, loader, device, desc, amp)
 
+    def predict_split(model, loader, split, device, desc="eval", amp="none"):
+        if split_of:
+            passes.append(split_of.get(id(loader), desc))
+        return real_predict_split(model, loader, split, device, desc, amp)
+
     monkeypatch.setattr(train.Training, "finish", finish)
     monkeypatch.setattr(train, "predict", predict)
+    monkeypatch.setattr(train, "predict_split", predict_split)
     results = train.run(build_config(get_args_parser().parse_args(demo_args("--num_epochs", "2"))))
     assert sorted(passes) == ["test", "val"]
     per_class = [ap for ap in results["test_per_class_ap"].values() if ap is not None]

@@ -42,7 +42,7 @@ def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_pa
         model = copy.deepcopy(reference)
         model.freeze_backbone(True)
         optimizer = train.build_optimizer(model, cfg)
-        labels_obs = torch.as_tensor(splits["train"].labels_obs, dtype=torch.int8)
+        train_labels = train.labels.TrainingLabels(splits["train"].labels_obs)
         loader = train.make_loader(splits["train"], cfg, train=True, generator=torch.Generator())
         batches = loader
         if path == "cached":
@@ -54,7 +54,7 @@ def test_cached_linear_phase_equals_running_the_frozen_backbone(demo_dir, tmp_pa
         for epoch in (1, 2):
             loader.batch_sampler.sampler.generator.manual_seed(train.epoch_seed(cfg.seed, epoch))
             net = model.head if path == "cached" else model       # the head alone reads cached features
-            stats.append(train.train_one_epoch(net, batches, optimizer, labels_obs, None, cfg, epoch, "cpu"))
+            stats.append(train.train_one_epoch(net, batches, optimizer, train_labels, cfg, epoch, "cpu"))
         results[path] = (model.head.state_dict(), stats)
     (head_images, stats_images), (head_cached, stats_cached) = results["images"], results["cached"]
     for name in head_images:
@@ -75,17 +75,17 @@ def test_role_estimate_trains_is_saved_and_resumes_across_linear_init(demo_dir, 
     assert main.main([*args, "--exp_name", "full"]) == 0
     full_dir = tmp_path / "full"
     results = json.loads((full_dir / "results.json").read_text())
-    k_hat = float(train.datasets.load_splits(build_config(get_args_parser().parse_args(args)))["train"]
-                  .labels.sum(axis=1).mean())
+    train_split = train.datasets.load_splits(build_config(get_args_parser().parse_args(args)))["train"]
+    k_hat = float(train_split.labels.dense().sum(axis=1).mean())
     assert results["expected_num_pos"] == pytest.approx(k_hat, abs=1e-4)   # computed for the demo
     ckpt = torch.load(full_dir / "last.pt", weights_only=True)
     estimate = ckpt["label_estimate"]["logits"]
     assert estimate.shape == (32, 12)
-    observed = torch.as_tensor(ckpt["labels_obs"]) == 1
+    observed = torch.as_tensor(train_split.labels_obs.dense()) == 1
     # Observed positives start at probability 0.995: the estimate has been trained since.
     assert not torch.allclose(torch.sigmoid(estimate[observed]), torch.tensor(0.995))
 
-    interrupt_then_resume(monkeypatch, args, "resumed", lambda calls, a: a[6] == 2)    # in epoch 2
+    interrupt_then_resume(monkeypatch, args, "resumed", lambda calls, a: a[5] == 2)    # in epoch 2
     assert read_log(tmp_path / "resumed") == read_log(full_dir)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert torch.equal(resumed["label_estimate"]["logits"], estimate)

@@ -17,6 +17,7 @@ import methods
 import zero_shot
 from data import demo
 from helpers import read_log
+import losses_beyond
 from losses_beyond import damp_pseudo_labels, gpr_loss, vlpl_loss, vlpl_pseudo_labels
 
 L3 = math.log(3)          # logit of 0.75
@@ -145,7 +146,7 @@ def test_a_run_trains_on_the_pseudo_labels_of_its_score_file(demo_args, demo_dir
                                "--bsize", "7", "--exp_name", scheme)) == 0
     run_dir = os.path.join(str(tmp_path), scheme)
     split = train_split(run_dir)
-    obs, g = split.labels_obs.astype(np.float32), scores["global"][split.rows]
+    obs, g = split.labels_obs.dense().astype(np.float32), scores["global"][split.rows]
     if mode == "vlpl":
         pseudo = g > 0.3
     else:
@@ -165,3 +166,16 @@ def test_a_missing_score_file_stops_the_run_with_the_command_that_makes_it(demo_
                                "--num_epochs", "1")) == 2
     err = capsys.readouterr().err
     assert "none.npz" in err and "zero_shot_scores.py" in err and "--mode damp" in err
+
+
+def test_pseudo_labels_are_kept_row_sparse():
+    """FixedPseudoLabels keeps each image's pseudo-positive classes (padded with -1), not an N x K mask,
+    and gives back exactly the mask's rows; built from chunks, as from a memory-mapped score file."""
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[0, [1, 4]] = mask[2, 5] = mask[4, [0, 2, 3]] = True          # rows 1 and 3: none
+    state = losses_beyond.FixedPseudoLabels.from_masks([mask[:2], mask[2:]], 6)
+    assert state.classes.shape == (5, 3) and state.classes.dtype == torch.int32
+    np.testing.assert_array_equal(state.classes[1].numpy(), [-1, -1, -1])
+    idx = torch.tensor([4, 0, 3, 2])
+    assert torch.equal(state(idx), torch.from_numpy(mask)[idx])
+    assert state.state_dict() == {}                                   # made again from the file on resume

@@ -16,7 +16,6 @@ it had then (for LL-Cp, earlier permanent corrections count as positives). Each 
 per epoch, so this is every loss the training saw for it; the paper's Fig. 1 plots the same losses
 against iterations, ours against epochs.
 """
-import json
 import os
 
 import numpy as np
@@ -41,7 +40,7 @@ def assume_negative_losses(logits, labels_obs):
     return F.binary_cross_entropy_with_logits(logits.float(), (labels_obs == 1).float(), reduction="none")
 
 
-def label_states(initial_obs, batch_obs, modified, scheme):
+def label_states(initial_obs, batch_obs, modified, rejects):
     """The state of each label entry in the batch as training used it (paper Fig. 3).
 
     Args:
@@ -49,14 +48,15 @@ def label_states(initial_obs, batch_obs, modified, scheme):
         batch_obs: (B, K) the training labels the batch was trained with (LL-Cp's earlier
             permanent corrections are +1 here).
         modified: (B, K) bool, the entries this batch rejected or corrected.
-        scheme: "AN", "LL-R", "LL-Ct" or "LL-Cp".
+        rejects: the method gives its modified entries weight 0 (LL-R; ``methods.Method.rejects``),
+            rather than a new target (LL-Ct, LL-Cp).
     Returns:
         (B, K) int8 array of NEGATIVE, OBSERVED, CORRECTED or REJECTED.
     """
     initial_obs, batch_obs, modified = (np.asarray(a) for a in (initial_obs, batch_obs, modified))
     states = np.full(initial_obs.shape, NEGATIVE, dtype=np.int8)
     states[(batch_obs == 1) & (initial_obs != 1)] = CORRECTED             # LL-Cp, earlier epochs
-    states[modified] = REJECTED if scheme == "LL-R" else CORRECTED
+    states[modified] = REJECTED if rejects else CORRECTED
     states[initial_obs == 1] = OBSERVED
     return states
 
@@ -64,7 +64,7 @@ def label_states(initial_obs, batch_obs, modified, scheme):
 class TrainingRecorder:
     """Writes the per-entry losses and label trajectories of a run as it trains (see module doc)."""
 
-    def __init__(self, run_dir, num_epochs, scheme, labels_obs, labels_true, images,
+    def __init__(self, run_dir, num_epochs, rejects, labels_obs, labels_true, images,
                  record_losses, num_traced, resume):
         """
         Args:
@@ -74,7 +74,7 @@ class TrainingRecorder:
             num_traced: how many training images (the first rows) get a label trajectory.
             resume: reopen the records of an interrupted run instead of starting new ones.
         """
-        self.scheme = scheme
+        self.rejects = rejects
         self.initial_obs = np.asarray(labels_obs, dtype=np.int8)
         num_images, num_classes = self.initial_obs.shape
         self.num_traced = min(num_traced, num_images)
@@ -101,7 +101,7 @@ class TrainingRecorder:
                 rows = idx[traced]
                 self.trajectories[epoch - 1, rows] = label_states(
                     self.initial_obs[rows], batch_obs.cpu().numpy()[traced], modified.cpu().numpy()[traced],
-                    self.scheme)
+                    self.rejects)
 
     def flush(self):
         """Called after each epoch, so a resumed run finds every finished epoch on disk."""
@@ -356,13 +356,3 @@ def pointing_game_score(image_hits, num_classes):
         raise ValueError("no ground-truth box in the test set: the pointing game is undefined")
     per_class = np.divide(hits, counts, out=np.full(num_classes, np.nan), where=counts > 0)
     return per_class, float(np.nanmean(per_class))
-
-
-def load_class_names(data_dir, num_classes):
-    path = os.path.join(data_dir, "class_names.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            names = json.load(f)
-        if len(names) == num_classes:
-            return names
-    return [f"class {k}" for k in range(num_classes)]

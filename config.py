@@ -2,29 +2,29 @@
 
 Flag names follow the official code (snucml/LargeLossMatters), so its command lines run unchanged.
 The config is built once and never edited: whatever changes with the epoch is a pure function of
-the epoch (see ``losses.modification_rate``).
+the epoch (see ``losses.growing_rate``).
 """
 import argparse
 import dataclasses
 import os
-import sys
 
-import losses
+import datasets
 import methods
 import models
+from methods import boostlu
 from errors import UserError
 
-DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages", "demo", "custom")
 ARCHS = models.ARCHS
 
-# Settings the authors published for Table 2 (upstream issue #4; SPEC section 6):
-# optimizer, lr, and the best delta_rel (percent per epoch) of each scheme.
+# The optimizer and lr the authors published for each dataset of Table 2 (upstream issue #4; SPEC
+# section 6), the LL protocol's defaults; their best delta_rel per scheme is in methods/large_loss.py.
 PAPER_SETTINGS = {
-    "pascal": dict(optimizer="sgd", lr=5e-3, delta_rel={"LL-R": 0.2, "LL-Ct": 0.2, "LL-Cp": 0.1}),
-    "coco": dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}),
-    "nuswide": dict(optimizer="adam", lr=1e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}),
-    "cub": dict(optimizer="adam", lr=7.5e-5, delta_rel={"LL-R": 0.4, "LL-Ct": 0.4, "LL-Cp": 0.2}),
+    "pascal": dict(optimizer="sgd", lr=5e-3),
+    "coco": dict(optimizer="adam", lr=1e-5),
+    "nuswide": dict(optimizer="adam", lr=1e-5),
+    "cub": dict(optimizer="adam", lr=7.5e-5),
 }
+OTHER_DATASETS = dict(optimizer="adam", lr=1e-5)
 # k_hat of the EPR and ROLE baselines: the expected number of positives per training image (Cole et
 # al.; SPEC section 5). Elsewhere it is --expected_num_pos, or else the mean over the training
 # split's full labels where the dataset has them (demo, custom).
@@ -94,14 +94,6 @@ class Config:
     ss_frac_train: float
     ss_seed: int
     early_stop_drop: float
-    csl_mode: str
-    gamma_pos: float
-    gamma_neg: float
-    gamma_unann: float
-    clip: float
-    likelihood_topk: int
-    prior_threshold: float
-    csl_prior: str
     seed: int
     num_workers: int
     device: str
@@ -117,21 +109,13 @@ class Config:
     record_losses: bool = False
     record_labels_for: int = 0
     boostlu_alpha: float = None      # BoostLU's boost of positive CAM values; None: the plain model
-    method_options: dict = dataclasses.field(default_factory=dict)   # the method's own flags (methods.py)
-    csl_reduction: str = "sum"
+    method_options: dict = dataclasses.field(default_factory=dict)   # the method's own flags (methods/)
     ap_without_positive: str = "zero"
     max_steps_per_epoch: int = None
 
     @property
     def run_dir(self):
         return os.path.join(self.save_path, self.exp_name)
-
-    @property
-    def csl_options(self):
-        """Keyword arguments of ``losses.partial_selective_loss`` (all but the prior)."""
-        return dict(mode=self.csl_mode, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg,
-                    gamma_unann=self.gamma_unann, clip=self.clip, prior_threshold=self.prior_threshold,
-                    likelihood_topk=self.likelihood_topk, reduction=self.csl_reduction)
 
     @property
     def head_lr(self):
@@ -166,13 +150,20 @@ class Config:
         return epoch - self.linear_init_epochs if self.separate_linear_phase and epoch > self.linear_init_epochs else epoch
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default in --help; for a method's flag, whose parser default is None (so that another
+    method's run can refuse it), the default its Flag says to show."""
+
+    def _get_help_string(self, action):
+        shown = getattr(action, "shown_default", None)
+        return super()._get_help_string(action) if shown is None else f"{action.help} (default: {shown})"
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(
-        "Large Loss Matters: multi-label learning from partial labels",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Large Loss Matters: multi-label learning from partial labels", formatter_class=HelpFormatter)
     _data_flags(p)
     _method_flags(p)
-    _csl_flags(p)
     add_method_flags(p)
     _boostlu_flags(p)
     _optimisation_flags(p)
@@ -185,7 +176,7 @@ def get_args_parser():
 
 def _data_flags(p):
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="coco", choices=DATASETS,
+    g.add_argument("--dataset", default="coco", choices=tuple(datasets.DATASETS),
                    help="'demo' is generated on first use (no download); 'custom' reads --data_dir")
     g.add_argument("--data_dir", default=None,
                    help="folder in the formatted layout (data/README.md); default data/<dataset>")
@@ -226,41 +217,15 @@ def _method_flags(p):
 
 
 
-def _csl_flags(p):
-    g = p.add_argument_group("class-aware selective loss (--mod_scheme CSL; defaults of the CSL code's README)")
-    g.add_argument("--csl_mode", default="selective", choices=losses.CSL_MODES,
-                   help="what an unannotated label is: negative, ignored, ignored with per-image "
-                        "normalisation, or selective (ignored in high-prior classes and when likely positive)")
-    g.add_argument("--gamma_pos", type=float, default=0.0, help="focusing exponent of positives")
-    g.add_argument("--gamma_neg", type=float, default=1.0, help="focusing exponent of observed negatives")
-    g.add_argument("--gamma_unann", type=float, default=4.0, help="focusing exponent of unannotated labels")
-    g.add_argument("--clip", type=float, default=0.0, help="probability shifting of negatives (0 = off)")
-    g.add_argument("--likelihood_topk", type=int, default=5,
-                   help="selective: ignore the likelihood_topk * B most probable unannotated labels of a batch")
-    g.add_argument("--prior_threshold", type=float, default=0.5,
-                   help="selective: ignore unannotated labels of classes whose prior exceeds this")
-    g.add_argument("--csl_prior", default="two_stage",
-                   help="selective: 'two_stage' (the CSL paper's: an ignore-mode model is trained first in "
-                        "<run folder>/csl_prior_ignore, twice the training time, and the running mean of its "
-                        "training predictions is the prior), 'annotations' (from the observed labels; refused "
-                        "without observed negatives) or a .npy of K priors in [0, 1], e.g. the "
-                        "class_prior_model.npy that a --csl_mode ignore run saves")
-    g.add_argument("--csl_reduction", default="sum", choices=losses.CSL_REDUCTIONS,
-                   help="the loss as the CSL code returns it (sum over the batch's entries) or divided by B*K "
-                        "(mean, the scale of the other losses); Adam barely notices, SGD's steps are B*K "
-                        "times larger with sum")
-
-
-
 def _boostlu_flags(p):
-    g = p.add_argument_group(f"BoostLU (any --mod_scheme; {methods.BOOSTLU_CITATION})")
+    g = p.add_argument_group(f"BoostLU (any --mod_scheme; {boostlu.CITATION})")
     g.add_argument("--boostlu", action="store_true",
                    help="the head as a 1x1 convolution giving class activation maps whose positive values are "
                         "multiplied by --boostlu_alpha before global average pooling, in training and at "
                         "inference. Defaults become the authors': Adam, lr 1e-5, delta_rel 0.5 / 0.2 / 0.1 for "
                         "LL-R / LL-Ct / LL-Cp. Needs a spatial map (not vit_b_16) and end-to-end training")
     g.add_argument("--boostlu_alpha", type=float, default=None,
-                   help=f"the boost, > 0 (implies --boostlu; default {methods.BOOSTLU_DEFAULT_ALPHA:g}, the authors'; "
+                   help=f"the boost, > 0 (implies --boostlu; default {boostlu.DEFAULT_ALPHA:g}, the authors'; "
                         f"1 is the plain model)")
 
 
@@ -388,8 +353,9 @@ def add_method_flags(parser):
             continue
         group = groups.setdefault(method.advice, parser.add_argument_group(method.advice))
         for flag in flags:
-            group.add_argument(f"--{flag.name}", type=flag.type, nargs=flag.nargs, default=None,
-                               metavar=flag.metavar, choices=flag.choices, help=flag.help)
+            action = group.add_argument(f"--{flag.name}", type=flag.type, nargs=flag.nargs, default=None,
+                                        metavar=flag.metavar, choices=flag.choices, help=flag.help)
+            action.shown_default = flag.shown_default
             added.add(flag.name)
 
 
@@ -421,10 +387,10 @@ def method_options(args):
 def boostlu_alpha(args):
     """BoostLU's alpha (None: off): --boostlu_alpha, or the authors' 5 with --boostlu."""
     if args.boostlu_alpha is None:
-        return methods.BOOSTLU_DEFAULT_ALPHA if args.boostlu else None
+        return boostlu.DEFAULT_ALPHA if args.boostlu else None
     if args.boostlu_alpha <= 0:
         raise UserError(f"--boostlu_alpha {args.boostlu_alpha}: must be > 0 (it multiplies the positive CAM "
-                        f"values; 1 is the plain model, the authors use {methods.BOOSTLU_DEFAULT_ALPHA:g})")
+                        f"values; 1 is the plain model, the authors use {boostlu.DEFAULT_ALPHA:g})")
     return args.boostlu_alpha
 
 
@@ -434,10 +400,10 @@ TRAINING_DEFAULTS = dict(bsize=16, lr_mult=10.0, num_epochs=10, early_stop_drop=
 
 
 def paper_defaults(dataset, mod_scheme):
-    """The authors' optimizer, lr and delta_rel for a dataset and scheme (adam, 1e-5, None elsewhere)."""
-    settings = PAPER_SETTINGS.get(dataset, dict(optimizer="adam", lr=1e-5, delta_rel={}))
-    delta_rel = settings["delta_rel"].get(mod_scheme) if mod_scheme in losses.RATE_SCHEMES else 0.0
-    return dict(optimizer=settings["optimizer"], lr=settings["lr"], delta_rel=delta_rel)
+    """The LL paper's optimizer and lr for a dataset (adam, 1e-5 elsewhere); delta_rel 0 for the
+    methods it does not apply to (the LL schemes' come with their settings, methods/large_loss.py)."""
+    rate = {} if methods.get(mod_scheme).rate_scheme else {"delta_rel": 0.0}
+    return {**PAPER_SETTINGS.get(dataset, OTHER_DATASETS), **rate}
 
 
 def dataset_dir(dataset, data_dir=None):
@@ -464,18 +430,11 @@ def build_config(args):
     if method.rate_scheme and args.delta_rel == 0:
         raise UserError(f"{args.mod_scheme} with --delta_rel 0 is Naive AN; pass a rate "
                         f"(percent per epoch, e.g. --delta_rel 0.2) or --mod_scheme AN")
-    if args.mod_scheme == "CSL" and args.csl_reduction == "sum" and args.optimizer == "sgd":
-        print(f"warning: CSL's summed loss (--csl_reduction sum) with SGD takes steps B*K = "
-              f"{args.bsize} x K times those of the mean loss at --lr {args.lr:g}; the CSL authors train "
-              f"with Adam (scale invariant). Pass --optimizer adam or --csl_reduction mean", file=sys.stderr)
     args = resolve_linear_init(args)
     last_rate = method.rate(max(args.num_epochs, args.linear_init_epochs or 0), args.delta_rel)
     if last_rate >= 1:
         raise UserError(f"--delta_rel {args.delta_rel} %/epoch would modify {100 * last_rate:.0f} % of "
                         f"all label entries by epoch {args.num_epochs}; it must stay below 100 %")
-    if args.mod_scheme in losses.ABS_SCHEMES and (args.R0 is None or args.delta_abs is None):
-        raise UserError(f"{args.mod_scheme} needs --R0 and --delta_abs (the threshold R(t) = R0 - t * "
-                        f"delta_abs, in BCE loss units); the paper publishes no default")
     if args.expected_num_pos is None:
         args.expected_num_pos = EXPECTED_POSITIVES.get(args.dataset)
     if args.expected_num_pos is not None and args.expected_num_pos <= 0:
@@ -494,9 +453,6 @@ def build_config(args):
                         f"it must be at least {num_processes}")
     if not 0 < args.ss_frac_train <= 1 or not 0 <= args.val_frac < 1:
         raise UserError("--ss_frac_train must be in (0, 1] and --val_frac in [0, 1)")
-    if args.csl_prior not in ("two_stage", "annotations") and not os.path.isfile(args.csl_prior):
-        raise UserError(f"--csl_prior {args.csl_prior}: no such file ('two_stage', 'annotations' or a .npy "
-                        f"of class priors)")
     if (args.train_mode == "linear_init" and args.linear_init_style == "cole"
             and (args.record_losses or args.record_labels_for)):
         raise UserError("--record_losses and --record_labels_for record --num_epochs epochs of one phase; they do "
@@ -513,7 +469,7 @@ def build_config(args):
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     return Config(**{**values, "data_dir": data_dir, "num_processes": num_processes, "boostlu_alpha": alpha,
-                     "method_options": options, "exp_name": args.exp_name or default_exp_name(args, alpha)})
+                     "method_options": options, "exp_name": args.exp_name or default_exp_name(args, options, alpha)})
 
 
 def linear_only(args):
@@ -573,17 +529,13 @@ def resolve_linear_init(args):
     return argparse.Namespace(**{**vars(args), **values})
 
 
-def default_exp_name(args, alpha=None):
-    """<dataset>_<method and what sets it apart>[_boostlu<alpha>]_<arch>_s<seed>."""
+def default_exp_name(args, options, alpha=None):
+    """<dataset>_<method and what sets it apart>[_boostlu<alpha>]_<arch>_s<seed>: the method's part is
+    its entry's ``folder_name`` (the LL schemes' delta_rel, CSL's mode, ...), else its name."""
+    method = methods.get(args.mod_scheme)
     if args.train_set_variant == "clean":
-        method = "full"
-    elif args.mod_scheme in losses.ABS_SCHEMES:
-        method = f"{args.mod_scheme}_R{args.R0:g}_da{args.delta_abs:g}"
-    elif args.mod_scheme == "CSL":
-        method = f"CSL-{args.csl_mode}"
-    elif methods.get(args.mod_scheme).rate_scheme:
-        method = f"{args.mod_scheme}_d{args.delta_rel:g}"
+        name = "full"
     else:
-        method = args.mod_scheme
+        name = method.folder_name(args, options) if method.folder_name else args.mod_scheme
     boost = "" if alpha is None else f"_boostlu{alpha:g}"
-    return f"{args.dataset}_{method}{boost}_{args.arch}_s{args.seed}"
+    return f"{args.dataset}_{name}{boost}_{args.arch}_s{args.seed}"

@@ -13,20 +13,20 @@ import math
 import os
 
 import analysis
+import run_files
 
 PANEL_WIDTH, PANEL_HEIGHT = 4.5, 3.5        # inches per panel; the figure is one row of panels
 DPI = 120
 
 
 def read_records(run_dir):
-    """The per-epoch records of ``run_dir``'s log.jsonl (blank lines skipped)."""
-    with open(os.path.join(run_dir, "log.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The per-epoch records of ``run_dir``'s log.jsonl (``run_files.read_log``)."""
+    return run_files.read_log(run_dir)
 
 
 def read_best_epoch(run_dir):
     """results.json's best_epoch, or None where the run has not finished (no results.json)."""
-    path = os.path.join(run_dir, "results.json")
+    path = os.path.join(run_dir, run_files.RESULTS)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
@@ -75,6 +75,21 @@ def _mark_best(ax, records, best_epoch, **style):
         ax.plot([best_epoch], [by_epoch[best_epoch]], marker="*", markersize=12, linestyle="none", **style)
 
 
+def plot_precision(ax, records, name=None):
+    """Fig. 4, the precision of modification of a run's records (``analysis.precision_curves``: each
+    epoch's modified entries, and LL-Cp's written ones, truly positive, in %), on ``ax``; the lines
+    labelled with ``name`` where several runs share the axes. Returns the curves drawn."""
+    precision = analysis.precision_curves(records)
+    for (label, (epochs, shares)), color in zip(precision.items(), ("tab:green", "tab:purple")):
+        ax.plot(epochs, [100 * v for v in shares], marker="o", markersize=3, color=None if name else color,
+                label=f"{name}, {label}" if name else label)
+    ax.set_ylim(-2, 102)
+    ax.set_ylabel("truly positive (%)")
+    if precision:
+        ax.legend(fontsize=8)
+    return precision
+
+
 def draw_run(run_dir, out=None):
     """Draws ``run_dir``'s log.jsonl into ``out`` (default <run_dir>/curves.png) and returns its path:
     val mAP per epoch with results.json's best epoch marked, training loss per epoch, and, where
@@ -100,16 +115,11 @@ def draw_run(run_dir, out=None):
             ax.set_ylabel("training loss")
             ax.set_title(f"{title}: training loss")
         else:
-            for (label, (epochs, shares)), color in zip(analysis.precision_curves(records).items(),
-                                                        ("tab:green", "tab:purple")):
-                ax.plot(epochs, [100 * v for v in shares], marker="o", markersize=3, color=color, label=label)
-            ax.legend(fontsize=8)
-            ax.set_ylim(-2, 102)
-            ax.set_ylabel("truly positive (%)")
+            plot_precision(ax, records)
             ax.set_title(analysis.modification_counts(records), fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    return _save(fig, out or os.path.join(run_dir, "curves.png"))
+    return _save(fig, out or os.path.join(run_dir, run_files.CURVES))
 
 
 def draw_runs(run_dirs, out):

@@ -66,16 +66,30 @@ def subsample_indices(indices, frac, seed=999):
     return indices[np.sort(np.random.RandomState(seed).permutation(len(indices))[:num_keep])]
 
 
-# Where each dataset's images lie, relative to its data_dir (the upstream layouts).
-IMAGE_ROOTS = {
-    "pascal": "VOCdevkit/VOC2012/JPEGImages",
-    "coco": "",
-    "nuswide": "Flickr",
-    "cub": "CUB_200_2011/images",
-    "openimages": "images",
-    "demo": "images",
-    "custom": "",
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What the code knows of a --dataset; every list of datasets derives from ``DATASETS``."""
+    display: str                # its name in tables
+    image_root: str             # where its images lie, relative to its folder (the upstream layouts)
+    release: bool = False       # formatted from an official release by data/prepare.py
+    table2: bool = False        # a dataset of the paper's Table 2
+    single_positive: bool = True  # observed labels simulated from full labels (OpenImages: real partial labels)
+
+
+DATASETS = {
+    "pascal": Dataset("VOC", "VOCdevkit/VOC2012/JPEGImages", release=True, table2=True),
+    "coco": Dataset("COCO", "", release=True, table2=True),
+    "nuswide": Dataset("NUS-WIDE", "Flickr", release=True, table2=True),
+    "cub": Dataset("CUB", "CUB_200_2011/images", release=True, table2=True),
+    "openimages": Dataset("OpenImages", "images", release=True, single_positive=False),
+    "demo": Dataset("Demo", "images"),
+    "custom": Dataset("Custom", ""),
 }
+IMAGE_ROOTS = {name: dataset.image_root for name, dataset in DATASETS.items()}
+RELEASES = tuple(name for name, dataset in DATASETS.items() if dataset.release)
+TABLE2 = tuple(name for name, dataset in DATASETS.items() if dataset.table2)
+SINGLE_POSITIVE = tuple(name for name, dataset in DATASETS.items() if dataset.single_positive)
+CLASS_NAMES_FILE = "class_names.json"   # in a formatted folder (and in a run folder, run_files.py)
 # The formatted file sets. Cole et al.'s layout has two: "train", and "val", the official validation
 # set, which is our test set (our val is then 20 % of train). A dataset that ships a validation and a
 # test split (OpenImages) has all three, and each is what its name says.
@@ -224,6 +238,22 @@ def find_missing_images(paths):
             listings[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         missing[i] = name not in listings[folder]
     return missing
+
+
+def read_class_names(data_dir):
+    """The class names of a formatted folder (its class_names.json), or None where it has none."""
+    path = os.path.join(data_dir, CLASS_NAMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_class_names(data_dir, num_classes):
+    """The K class names of a formatted folder, or 'class 0', 'class 1', ... where it names none (or
+    not K)."""
+    names = read_class_names(data_dir)
+    return names if names is not None and len(names) == num_classes else [f"class {k}" for k in range(num_classes)]
 
 
 def load_class_groups(data_dir, num_classes):

@@ -4,16 +4,15 @@
 
 ``--data_dir`` evaluates on another prepared dataset with the same classes (same number; the
 names are checked where both folders have them). The split is the run's own (its --val_frac and
---split_seed); scores are fp32. Definitions of the metrics: multilabel_metrics.py.
+--split_seed); scores are fp32. Definitions of the metrics: metrics.py.
 """
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
 import datasets
-import multilabel_metrics
+import metrics
 import predict
 import train
 from config import Config
@@ -21,7 +20,7 @@ from errors import UserError
 
 
 def evaluate_run(run_dir, split="test", data_dir=None, threshold="0.5", device="cpu", dataset=None):
-    """``multilabel_metrics.report`` of the run's best model on one split of its dataset, or of
+    """``metrics.report`` of the run's best model on one split of its dataset, or of
     ``data_dir`` (whose layout is that of ``dataset``, by default the run's)."""
     config, class_names, model = predict.load_run(run_dir, device)
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -32,14 +31,12 @@ def evaluate_run(run_dir, split="test", data_dir=None, threshold="0.5", device="
     chosen = splits[split]
     if chosen.labels_obs.num_classes != len(class_names):
         raise UserError(f"{cfg.data_dir} has {chosen.labels_obs.num_classes} classes, the run {len(class_names)}")
-    names_path = os.path.join(cfg.data_dir, "class_names.json")
-    if os.path.isfile(names_path):
-        with open(names_path) as f:
-            names = json.load(f)
-        if names != class_names:
-            raise UserError(f"{names_path} names other classes (or another order) than the run's class_names.json")
+    names = datasets.read_class_names(cfg.data_dir)
+    if names is not None and names != class_names:
+        raise UserError(f"{cfg.data_dir} names other classes (or another order) in its {datasets.CLASS_NAMES_FILE} "
+                        f"than the run's")
     logits = train.predict_split(model, train.make_loader(chosen, cfg, train=False), chosen, device, f"{split}")
-    return multilabel_metrics.split_report(chosen, logits, class_names,
+    return metrics.split_report(chosen, logits, class_names,
                                            predict.load_thresholds(run_dir, threshold, class_names))
 
 

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import datasets
 import models
-import multilabel_metrics
+import metrics
+import run_files
 import train
 from errors import UserError
 
@@ -31,18 +32,18 @@ LIST_EXTENSIONS = (".txt", ".lst")
 
 def load_run(run_dir, device="cpu"):
     """(config dict, class names, model in eval mode on ``device``) of a finished or interrupted run."""
-    paths = {name: os.path.join(run_dir, name) for name in ("config.json", "class_names.json", "best.pt")}
+    paths = {name: os.path.join(run_dir, name) for name in (run_files.CONFIG, run_files.CLASS_NAMES, run_files.BEST)}
     for name, path in paths.items():
         if not os.path.isfile(path):
             raise UserError(f"{run_dir} has no {name}: is it a run folder (main.py's --save_path/--exp_name) "
                             f"with at least one finished epoch?")
-    with open(paths["config.json"]) as f:
+    with open(paths[run_files.CONFIG]) as f:
         config = json.load(f)
-    with open(paths["class_names.json"]) as f:
+    with open(paths[run_files.CLASS_NAMES]) as f:
         class_names = json.load(f)
-    model = models.build_from_config(config, len(class_names), source=paths["config.json"])
-    models.load_weights(model, torch.load(paths["best.pt"], map_location="cpu", weights_only=True)["model"],
-                        paths["best.pt"])
+    model = models.build_from_config(config, len(class_names), source=paths[run_files.CONFIG])
+    models.load_weights(model, torch.load(paths[run_files.BEST], map_location="cpu", weights_only=True)["model"],
+                        paths[run_files.BEST])
     model = model.to(device).eval()
     if torch.device(device).type == "cuda":      # as in training: convolutions run faster so
         model = model.to(memory_format=torch.channels_last)
@@ -56,7 +57,7 @@ def load_thresholds(run_dir, threshold, class_names):
             return float(threshold)
         except ValueError:
             raise UserError(f"--threshold {threshold!r}: a probability or 'val_f1'") from None
-    path = os.path.join(run_dir, "thresholds.json")
+    path = os.path.join(run_dir, run_files.THRESHOLDS)
     if not os.path.isfile(path):
         raise UserError(f"{path} is missing: the run did not finish (training writes it after the test)")
     with open(path) as f:
@@ -223,7 +224,7 @@ def main(argv=None):
         indices, logits, failures = predict_images(model, paths, config["image_size"], device, args.batch_size,
                                                    args.num_workers, args.on_error)
         write_predictions(args.out, args.format, [paths[i] for i in indices],
-                          multilabel_metrics.probabilities(logits), class_names, thresholds)
+                          metrics.probabilities(logits), class_names, thresholds)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -20,7 +20,8 @@ import distributed
 import labels
 import losses
 import methods
-import multilabel_metrics
+import metrics
+import run_files
 from errors import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
@@ -81,17 +82,10 @@ def progress(iterable, desc):
 
 
 def save_atomic(obj, path):
-    """Write then rename, so a kill at any moment leaves the previous good copy. Only the main
-    process writes: the others hold the same state."""
-    if not distributed.is_main():
-        return
-    tmp = f"{path}.tmp"
-    if path.endswith(".json"):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``run_files.save``: a kill at any moment leaves the previous good copy. Only the main process
+    writes: the others hold the same state."""
+    if distributed.is_main():
+        run_files.save(obj, path)
 
 
 def git_state():
@@ -138,7 +132,7 @@ def training_net(module, cfg, device):
 
 
 def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, label_estimate=None,
-                    prior=None, recorder=None, scaler=None, training_prior=None):
+                    recorder=None, scaler=None):
     """One pass over the training set with the large-loss modification of ``cfg.mod_scheme``
     (or a baseline, or the class-aware selective loss, whose ignored labels count as modified).
 
@@ -152,12 +146,11 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
         train_labels: the training split's ``labels.TrainingLabels``, owned by the run: each batch's
             observed (and true) rows come from it, and LL-Cp writes its permanent corrections into it
             (``methods.Method.corrections``), so they persist across epochs.
-        label_estimate: the method's state (``methods.Method.make_state``): ROLE's ``losses.LabelEstimate``
-            (trained by ``optimizer``), APL's pseudo-labels; else None. Its rows reach the loss.
-        prior: (K,) class priors on ``device`` for CSL's selective mode, else None.
+        label_estimate: the method's state (``methods.Method.make_state``): ROLE's label estimate
+            (trained by ``optimizer``), APL's pseudo-labels, CSL's prior; else None. What it gives for
+            the batch's rows reaches the loss, and the method's ``observe`` sees each batch's logits.
         recorder: an ``analysis.TrainingRecorder`` or None; sees each batch's logits and labels.
         scaler: the run's ``torch.amp.GradScaler`` for --amp fp16 (its scale carries over epochs).
-        training_prior: a ``TrainingPrior`` that sees each batch's logits (CSL's prior model), or None.
     Returns:
         dict of epoch statistics (over the whole batches, the same in every process).
     """
@@ -186,14 +179,14 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
         idx = positions.to(device, non_blocking=True)
         estimate = None if label_estimate is None else label_estimate(idx)
         parts = shares if cfg.loss_scope == "per_process" else [sum(shares)]
-        loss, modified, written = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate, prior)
+        loss, modified, written = batch_loss(logits, batch_obs, cfg, epoch, parts, estimate)
         # Noted on the device and checked with the progress bar: testing every batch would make the
         # CPU wait for the GPU at each step.
         first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(loss.detach()), step, first_bad_step)
         if recorder is not None:
             recorder.record_batch(epoch, idx, logits.detach(), batch_obs, modified)
-        if training_prior is not None:
-            training_prior.update(logits)
+        if method.observe is not None:
+            method.observe(label_estimate, logits)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -229,7 +222,7 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
     return stats
 
 
-def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
+def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None):
     """The loss of a batch under ``cfg`` and which of its entries were modified.
 
     Args:
@@ -242,7 +235,7 @@ def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
         those the method writes as +1 into the run's labels (LL-Cp; None for the others).
     """
     estimates = [None] * len(parts) if estimate is None else estimate.split(parts)
-    results = [part_loss(*part, cfg, epoch, prior)
+    results = [part_loss(*part, cfg, epoch)
                for part in zip(logits.split(parts), batch_obs.split(parts), estimates)]
     if len(parts) == 1:
         return results[0]
@@ -251,10 +244,10 @@ def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None, prior=None):
     return loss, torch.cat(modified), None if written[0] is None else torch.cat(written)
 
 
-def part_loss(logits, batch_obs, estimate, cfg, epoch, prior):
+def part_loss(logits, batch_obs, estimate, cfg, epoch):
     """``batch_loss`` of one part: the method's loss function (methods.py) on its rows, and the
     entries it writes into the run's labels."""
-    method, batch = methods.get(cfg.mod_scheme), methods.Batch(cfg, epoch, estimate, prior)
+    method, batch = methods.get(cfg.mod_scheme), methods.Batch(cfg, epoch, estimate)
     loss, modified = method.loss(logits, batch_obs, batch)
     written = None if method.corrections is None else method.corrections(logits, batch_obs, modified, batch)
     return loss, modified, written
@@ -318,99 +311,6 @@ def predict_split(model, loader, split, device, desc="eval", amp="none"):
     return None if scores is None else scores.cpu().numpy()
 
 
-class TrainingPrior:
-    """CSL's model prior (Ben-Baruch et al. 2022; their code's ComputePrior): the running mean of
-    sigmoid(logits) of every training batch, in training mode, over all the epochs run. Saved in
-    last.pt, so a resumed run averages the same batches."""
-
-    def __init__(self, num_classes, device):
-        self.sum = torch.zeros(num_classes, dtype=torch.float64, device=device)
-        self.count = 0
-
-    def update(self, logits):
-        """Add a batch's (B, K) fp32 training logits."""
-        self.sum += torch.sigmoid(logits.detach()).sum(dim=0, dtype=torch.float64)
-        self.count += len(logits)
-
-    def mean(self):
-        """(K,) float64 numpy priors in [0, 1]."""
-        return (self.sum / self.count).cpu().numpy()
-
-    def state_dict(self):
-        return {"sum": self.sum, "count": self.count}
-
-    def load_state_dict(self, state):
-        self.sum.copy_(state["sum"])
-        self.count = state["count"]
-
-
-CSL_PRIOR_RUN = "csl_prior_ignore"      # stage 1 of --csl_prior two_stage, inside the selective run's folder
-
-
-def csl_prior_file(cfg, resume):
-    """Where CSL's selective mode reads its class priors: --csl_prior FILE, or for two_stage the
-    CSL paper's procedure (Ben-Baruch et al. 2022): a temporary model trained in ignore
-    mode, whose running mean of training predictions (``TrainingPrior``) it saves. That model is
-    trained here first, in <run_dir>/csl_prior_ignore with the same settings, unless it finished
-    (--resume continues it, --overwrite retrains it). Returns the path, or 'annotations'."""
-    if cfg.csl_prior != "two_stage":
-        return cfg.csl_prior
-    stage1 = dataclasses.replace(cfg, csl_mode="ignore", save_path=cfg.run_dir, exp_name=CSL_PRIOR_RUN,
-                                 record_losses=False, record_labels_for=0)
-    finished = os.path.exists(os.path.join(stage1.run_dir, "results.json"))
-    if not finished or (cfg.overwrite and not resume):
-        print(f"CSL two-stage prior: training the ignore-mode prior model in {stage1.run_dir} first")
-        run(stage1, resume)
-    distributed.barrier()          # the main process has written the prior file that every process reads
-    return os.path.join(stage1.run_dir, "class_prior_model.npy")
-
-
-def load_prior_file(path, num_classes):
-    """(K,) class priors from a .npy file, checked: K finite values in [0, 1]."""
-    try:
-        prior = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"--csl_prior {path} is not a readable .npy file ({err}); pass a .npy of "
-                        f"{num_classes} class priors, e.g. the class_prior_model.npy of a --csl_mode ignore run, "
-                        f"or leave --csl_prior at two_stage") from err
-    if prior.shape != (num_classes,) or prior.dtype.kind not in "fiu":
-        raise UserError(f"--csl_prior {path} holds a {prior.dtype} array of shape {prior.shape}; expected "
-                        f"({num_classes},), one prior per class of this dataset in its class order (a "
-                        f"class_prior_model.npy from a run on another dataset does not fit)")
-    if not (np.isfinite(prior) & (prior >= 0) & (prior <= 1)).all():
-        raise UserError(f"--csl_prior {path}: its values range from {np.nanmin(prior)} to {np.nanmax(prior)} "
-                        f"(or are not finite); a class prior is a probability in [0, 1] (mean predicted "
-                        f"probabilities, not logits)")
-    return prior.astype(np.float64)
-
-
-def csl_prior(cfg, labels_obs, source, run_dir):
-    """The (K,) class priors of CSL's selective mode from ``source`` (``csl_prior_file``); saved in
-    the run folder as class_prior.npy.
-
-    Args:
-        labels_obs: the training split's observed labels (``labels.Labels``).
-        source: 'annotations' or a .npy path.
-    """
-    if source == "annotations":
-        negatives = labels_obs.column_counts(-1)
-        if not negatives.any():
-            raise UserError(
-                f"--csl_prior annotations: the training labels have no observed negative (single-positive "
-                f"labels), so a class's prior from them is only the share of images where it is observed "
-                f"positive; these shares sum to at most 1 over the {labels_obs.shape[1]} classes, far below "
-                f"the true priors, and --prior_threshold {cfg.prior_threshold} is out of reach, so the "
-                f"selective mode's prior rule would do nothing. Use the CSL paper's prior instead: "
-                f"--csl_prior two_stage (the default; it trains an ignore-mode model first) or a .npy of "
-                f"class priors (--csl_prior FILE)")
-        prior = losses.prior_from_annotations(labels_obs.column_counts(1), negatives, len(labels_obs))
-    else:
-        prior = load_prior_file(source, labels_obs.num_classes)
-    if distributed.is_main():
-        np.save(os.path.join(run_dir, "class_prior.npy"), prior)
-    return prior
-
-
 def evaluate(model, loader, split, device, desc="eval", class_groups=None, amp="none", skip_without_positive=False):
     """mAP (percent) of the model on a split, in every process: ``predict_split``, then
     ``scores_metrics`` on the main process, which sends the result to the others."""
@@ -426,7 +326,7 @@ def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_w
     a class without an annotated entry is skipped; one with annotated entries but no annotated
     positive scores AP 0 (upstream's compute_metrics_openimages, SPEC 7), or is skipped with
     ``skip_without_positive`` (--ap_without_positive skip). ``desc`` names the split in errors."""
-    known = multilabel_metrics.known_entries(split)
+    known = metrics.known_entries(split)
     if known is None:
         ap = average_precision_per_class(split.labels.dense() == 1, scores, device=device)
     else:
@@ -458,8 +358,8 @@ def correction_totals(history):
 
 def prepare_run_dir(cfg, resume):
     """Create the run folder; refuse to overwrite a finished or interrupted run by accident."""
-    finished = os.path.exists(os.path.join(cfg.run_dir, "results.json"))
-    started = os.path.exists(os.path.join(cfg.run_dir, "last.pt"))
+    finished = os.path.exists(os.path.join(cfg.run_dir, run_files.RESULTS))
+    started = os.path.exists(os.path.join(cfg.run_dir, run_files.LAST))
     if finished and not cfg.overwrite:
         raise UserError(f"{cfg.run_dir} holds a finished run; pass --overwrite to replace it "
                         f"or --exp_name to choose another folder")
@@ -469,8 +369,8 @@ def prepare_run_dir(cfg, resume):
     if not distributed.is_main():     # the checks above fail or pass in every process alike
         return
     if cfg.overwrite and not resume:
-        for name in ("results.json", "last.pt", "best.pt", "best_linear.pt", "log.jsonl",
-                     "loss_history.npy", "label_trajectories.npy", "train_labels.npz"):   # analysis records
+        for name in (run_files.RESULTS, run_files.LAST, run_files.BEST, run_files.BEST_LINEAR, run_files.LOG,
+                     run_files.LOSS_HISTORY, run_files.TRAJECTORIES, run_files.TRAIN_LABELS):   # analysis records
             if os.path.exists(os.path.join(cfg.run_dir, name)):
                 os.remove(os.path.join(cfg.run_dir, name))
     os.makedirs(cfg.run_dir, exist_ok=True)
@@ -575,31 +475,26 @@ class Training:
         self.splits, cfg = load_data(cfg, resume, device)
         self.cfg = cfg
         self.num_classes = self.splits["train"].labels_obs.num_classes
-        self.prior = None
-        if cfg.mod_scheme == "CSL" and cfg.csl_mode == "selective":
-            source = csl_prior_file(cfg, resume)        # two_stage: trains the prior model first
-            self.prior = torch.as_tensor(csl_prior(cfg, self.splits["train"].labels_obs, source, cfg.run_dir),
-                                         dtype=torch.float32, device=device)
+        self.method = method = methods.get(cfg.mod_scheme)
+        if method.prepare is not None:          # a stage before this training (CSL's prior model)
+            method.prepare(cfg, resume, run)
         seed_everything(cfg.seed)
         self.model = build_training_model(cfg, self.num_classes, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg.amp, device) == torch.float16)
-        # The method's state (ROLE's label estimate, APL's pseudo-labels, VLPL's), saved in last.pt as
-        # "label_estimate" where it changes; refused before it is made where it cannot fit.
-        self.method = method = methods.get(cfg.mod_scheme)
+        # The method's state (ROLE's label estimate, APL's pseudo-labels, VLPL's, CSL's prior), saved in
+        # last.pt as "label_estimate" where it changes; refused before it is made where it cannot fit.
         train = self.splits["train"]
         check_per_image_memory(cfg, method, len(train), self.num_classes, self.model.head.in_features, device)
         self.label_estimate = None if method.make_state is None else method.make_state(train, cfg).to(device)
         self.trained_state = self.label_estimate if method.state_trains else None   # APL's labels do not train
         corrections = labels.Corrections(len(train), self.num_classes) if method.writes_labels else None
         self.train_labels = labels.TrainingLabels(train.labels_obs, train.labels, corrections)
-        # CSL in any other mode is a prior model (stage 1 of two_stage): the mean of its training predictions.
-        self.training_prior = (TrainingPrior(self.num_classes, device)
-                               if cfg.mod_scheme == "CSL" and cfg.csl_mode != "selective" else None)
         self.shuffle = torch.Generator()
         self.loaders = {"train": make_loader(train, cfg, train=True, generator=self.shuffle),
                         "val": make_loader(self.splits["val"], cfg, train=False),
                         "test": make_loader(self.splits["test"], cfg, train=False)}
-        self.paths = {n: os.path.join(cfg.run_dir, f"{n}.pt") for n in ("last", "best", "best_linear")}
+        self.paths = {n: os.path.join(cfg.run_dir, f) for n, f in (("last", run_files.LAST), ("best", run_files.BEST),
+                                                                   ("best_linear", run_files.BEST_LINEAR))}
         self.state = {"epoch": 0, "best_map": -math.inf, "best_epoch": 0, "history": []}
         self.ckpt = (torch.load(self.paths["last"], map_location=device, weights_only=True)
                      if resume and os.path.exists(self.paths["last"]) else None)
@@ -619,10 +514,10 @@ class Training:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.restore_corrections(ckpt)
             if self.label_estimate is not None:
-                self.label_estimate.load_state_dict(ckpt["label_estimate"])
+                # Checkpoints of 0976ac2 and before kept CSL's prior model under a key of its own.
+                saved = ckpt["label_estimate"] if ckpt["label_estimate"] is not None else ckpt.get("training_prior")
+                self.label_estimate.load_state_dict(saved or {})
             self.scaler.load_state_dict(ckpt["scaler"])
-            if self.training_prior is not None:
-                self.training_prior.load_state_dict(ckpt["training_prior"])
             self.state = ckpt["state"]
             in_linear_phase = cfg.linear_phase(max(self.state["epoch"], 1))
             reconcile_best_checkpoint(self.paths["best_linear" if in_linear_phase else "best"], self.state,
@@ -648,17 +543,17 @@ class Training:
         log.jsonl rewritten from the checkpoint, and the analyses' recorder."""
         cfg, splits = self.cfg, self.splits
         check_resumed_config(cfg, self.resume)
-        save_atomic(dataclasses.asdict(cfg), os.path.join(cfg.run_dir, "config.json"))
-        save_atomic(git_state(), os.path.join(cfg.run_dir, "git.json"))
+        save_atomic(dataclasses.asdict(cfg), os.path.join(cfg.run_dir, run_files.CONFIG))
+        save_atomic(git_state(), os.path.join(cfg.run_dir, run_files.GIT))
         # predict.py reads the class names from the run folder, so it needs no data folder.
-        self.class_names = analysis.load_class_names(cfg.data_dir, self.num_classes)
-        save_atomic(self.class_names, os.path.join(cfg.run_dir, "class_names.json"))
+        self.class_names = datasets.load_class_names(cfg.data_dir, self.num_classes)
+        save_atomic(self.class_names, os.path.join(cfg.run_dir, run_files.CLASS_NAMES))
         if distributed.is_main():
-            with open(os.path.join(cfg.run_dir, "log.jsonl"), "w") as log:
+            with open(os.path.join(cfg.run_dir, run_files.LOG), "w") as log:
                 log.writelines(json.dumps(record) + "\n" for record in self.state["history"])
         if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
             train = splits["train"]
-            self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, cfg.mod_scheme,
+            self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, self.method.rejects,
                                                       train.labels_obs.dense(),
                                                       None if train.labels is None else train.labels.dense(),
                                                       train.images, cfg.record_losses, cfg.record_labels_for,
@@ -710,8 +605,8 @@ class Training:
         if cfg.separate_linear_phase:
             record.update(phase="linear" if linear_phase else "fine_tune", phase_epoch=cfg.phase_epoch(epoch))
         record.update(train_one_epoch(net, loader, self.optimizer, self.train_labels, cfg,
-                                      cfg.phase_epoch(epoch), self.device, self.label_estimate, self.prior,
-                                      self.recorder, self.scaler, self.training_prior))
+                                      cfg.phase_epoch(epoch), self.device, self.label_estimate, self.recorder,
+                                      self.scaler))
         distributed.broadcast_buffers(model)
         if self.method.after_epoch is not None and not linear_phase:   # APL: pseudo-labels from predictions
             self.method.after_epoch(self.label_estimate, cfg.phase_epoch(epoch), cfg, self.splits["train"].labels_obs, lambda: predict(
@@ -739,13 +634,12 @@ class Training:
 
     def checkpoint(self, epoch, record, improved, linear_phase):
         """last.pt, then best.pt where the epoch improved, then the log line."""
-        estimate, prior, corrections = self.label_estimate, self.training_prior, self.train_labels.corrections
+        estimate, corrections = self.label_estimate, self.train_labels.corrections
         # What the run changed, never the labels it read: LL-Cp's corrections (8 bytes each), not N x K.
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scaler": self.scaler.state_dict(),
                      "corrections": None if corrections is None else corrections.state_dict(),
                      "label_estimate": None if estimate is None else estimate.state_dict(),
-                     "training_prior": None if prior is None else prior.state_dict(),
                      "state": self.state}, self.paths["last"])
         # After last.pt, which already names this epoch as the best and holds its weights: a kill
         # before this write is repaired from last.pt on --resume (reconcile_best_checkpoint).
@@ -755,7 +649,7 @@ class Training:
                 best["label_estimate"] = None if estimate is None else estimate.state_dict()
             save_atomic(best, self.paths["best_linear" if linear_phase else "best"])
         if distributed.is_main():
-            with open(os.path.join(self.cfg.run_dir, "log.jsonl"), "a") as log:
+            with open(os.path.join(self.cfg.run_dir, run_files.LOG), "a") as log:
                 log.write(json.dumps(record) + "\n")
 
     def finish(self):
@@ -780,8 +674,8 @@ class Training:
         return results
 
     def write_results(self, scores):
-        """The main process's end of a run: results.json, thresholds.json, curves.png (and CSL's prior
-        model's class_prior_model.npy) from the best model's val and test scores."""
+        """The main process's end of a run: results.json, thresholds.json, curves.png (and what the
+        method adds: CSL's prior model file) from the best model's val and test scores."""
         cfg = self.cfg
         test = scores_metrics(scores["test"], self.splits["test"], self.device, "test",
                               datasets.load_class_groups(cfg.data_dir, self.num_classes),
@@ -789,11 +683,9 @@ class Training:
         results = {"test_map": test["map"], **{f"test_{k}": v for k, v in test.items() if k != "map"},
                    **run_summary(cfg, self.state, self.stopped_early, round(time.time() - self.start, 1), self.splits)}
         results.update(per_class_results(scores, self.splits, self.class_names, cfg.run_dir))
-        if self.training_prior is not None:
-            # CSL's prior model (stage 1 of two_stage, in ignore mode): for a --csl_mode selective run.
-            np.save(os.path.join(cfg.run_dir, "class_prior_model.npy"), self.training_prior.mean())
-            results["class_prior_model"] = os.path.join(cfg.run_dir, "class_prior_model.npy")
-        save_atomic(results, os.path.join(cfg.run_dir, "results.json"))
+        if self.method.finish is not None:       # what the method adds (CSL's prior model file)
+            results.update(self.method.finish(self.label_estimate, cfg))
+        save_atomic(results, os.path.join(cfg.run_dir, run_files.RESULTS))
         curves.draw_run(cfg.run_dir)            # curves.png: val mAP, loss, precision of modification
         return results
 
@@ -869,20 +761,25 @@ def build_training_model(cfg, num_classes, device):
 
 def check_resumed_config(cfg, resume):
     """--resume with other settings than the interrupted run's config.json is refused."""
-    config_path = os.path.join(cfg.run_dir, "config.json")
+    config_path = os.path.join(cfg.run_dir, run_files.CONFIG)
     if resume and os.path.exists(config_path):
         with open(config_path) as f:
             saved = {k: v for k, v in json.load(f).items() if k != "overwrite"}
-        # A run older than one of its method's flags ran with that flag's legacy value.
-        saved["method_options"] = {**{flag.name: flag.legacy for flag in methods.get(cfg.mod_scheme).flags
-                                      if flag.legacy is not None}, **saved.get("method_options", {})}
+        flags = {flag.name: flag for flag in methods.get(cfg.mod_scheme).flags}
+        fields = {field.name for field in dataclasses.fields(cfg)}
+        # Versions up to the methods/ package kept CSL's flags among the fields (config.json's top level): they
+        # are the method's options now, and the other methods' are no setting of theirs. A run older than one
+        # of its method's flags ran with that flag's legacy value.
+        moved = {k: saved.pop(k) for k in list(saved) if k not in fields}
+        saved["method_options"] = {**{name: flag.legacy for name, flag in flags.items() if flag.legacy is not None},
+                                   **{k: v for k, v in moved.items() if k in flags}, **saved.get("method_options", {})}
         changed = {k: (v, getattr(cfg, k)) for k, v in saved.items() if getattr(cfg, k, None) != v}
         if changed:
             saved_options, options = changed.pop("method_options", ({}, {}))
-            flags = [f"--{name}: {saved_options.get(name)} then, {value} now" for name, value in options.items()
-                     if saved_options.get(name) != value]
+            differing = [f"--{name}: {saved_options.get(name)} then, {value} now" for name, value in options.items()
+                         if saved_options.get(name) != value]
             raise UserError(f"--resume with other settings than the interrupted run: "
-                            f"{'; '.join([*(f'{k}: {a} then, {b} now' for k, (a, b) in changed.items()), *flags])}; "
+                            f"{'; '.join([*(f'{k}: {a} then, {b} now' for k, (a, b) in changed.items()), *differing])}; "
                             f"rerun with the same arguments")
 
 
@@ -905,12 +802,12 @@ def run_summary(cfg, state, stopped_early, train_time_s, splits):
 
 def per_class_results(scores, splits, class_names, run_dir):
     """The best model's per-class test AP by class name and its multi-label metrics
-    (``multilabel_metrics``) at 0.5 and at the per-class thresholds that maximise F1 on val; those
+    (``metrics``) at 0.5 and at the per-class thresholds that maximise F1 on val; those
     are saved to ``thresholds.json`` for ``predict.py --threshold val_f1``. ``scores``: the best
     model's fp32 logits of "val" and "test" (``predict_split``)."""
-    thresholds = multilabel_metrics.split_f1_thresholds(splits["val"], scores["val"])
-    save_atomic({"val_f1": dict(zip(class_names, map(float, thresholds)))}, os.path.join(run_dir, "thresholds.json"))
-    at_half, at_val_f1 = (multilabel_metrics.split_report(splits["test"], scores["test"], class_names, t)
+    thresholds = metrics.split_f1_thresholds(splits["val"], scores["val"])
+    save_atomic({"val_f1": dict(zip(class_names, map(float, thresholds)))}, os.path.join(run_dir, run_files.THRESHOLDS))
+    at_half, at_val_f1 = (metrics.split_report(splits["test"], scores["test"], class_names, t)
                           for t in (0.5, thresholds))
     for report in (at_half, at_val_f1):
         report.pop("map")

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import datasets
+import run_files
 from errors import UserError
 
 FORMAT_VERSION = 1
@@ -379,15 +380,8 @@ def first_difference(record, settings, prefix=""):
     return None
 
 
-def _write_atomic(path, write):
-    """Write ``path`` through a temporary file, so that it is either absent or complete."""
-    with open(path + ".tmp", "wb") as f:
-        write(f)
-    os.replace(path + ".tmp", path)
-
-
 def _save_npz(path, arrays):
-    _write_atomic(path, lambda f: np.savez(f, **arrays))
+    run_files.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _save_npz_from_chunks(path, names, chunk_files, shape):
@@ -411,7 +405,7 @@ def _save_npz_from_chunks(path, names, chunk_files, shape):
                         digest.update(data)
                 digests[name] = digest.hexdigest()
 
-    _write_atomic(path, write)
+    run_files.write_atomic(path, write)
     return digests
 
 
@@ -436,7 +430,7 @@ def open_npz_memmap(path):
 
 
 def _save_json(path, record):
-    _write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
+    run_files.write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
 def _chunk_path(partial_dir, index):

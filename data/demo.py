@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import labels
-from datasets import generate_observed_labels
+from datasets import CLASS_NAMES_FILE, generate_observed_labels
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (230, 25, 25), "green": (30, 170, 50), "blue": (30, 60, 230), "yellow": (245, 225, 30),
@@ -116,7 +116,7 @@ def _remove_generated(data_dir):
             shutil.rmtree(path)
         elif name.startswith("formatted_") and os.path.isdir(path):       # a sparse label folder
             shutil.rmtree(path)
-        elif name.startswith("formatted_") or name in ("class_names.json", VERSION_FILE):
+        elif name.startswith("formatted_") or name in (CLASS_NAMES_FILE, VERSION_FILE):
             os.remove(path)
 
 
@@ -155,7 +155,7 @@ def ensure_demo_dataset(data_dir, num_images=None, seed=0):
             json.dump({"boxes": boxes, "sizes": [[CANVAS, CANVAS]] * count}, f)
         np.save(os.path.join(data_dir, f"formatted_{phase}_labels_obs.npy"),
                 generate_observed_labels(labels).astype(np.float32))
-    with open(os.path.join(data_dir, "class_names.json"), "w") as f:
+    with open(os.path.join(data_dir, CLASS_NAMES_FILE), "w") as f:
         json.dump(CLASS_NAMES, f)
     with open(os.path.join(data_dir, VERSION_FILE), "w") as f:     # last: marks a complete folder
         json.dump(spec, f)

@@ -9,7 +9,6 @@ from ``data.demo.ensure_demo_dataset``, generated in a temporary folder and move
 """
 import argparse
 import csv
-import json
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from data.demo import ensure_demo_dataset  # noqa: E402  (needs the path above)
+from datasets import read_class_names  # noqa: E402
 
 
 def write_demo_csv(out, num_train=300, num_test=100):
@@ -27,8 +27,7 @@ def write_demo_csv(out, num_train=300, num_test=100):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ensure_demo_dataset(tmp, num_images={"train": num_train, "val": num_test})
-        with open(os.path.join(tmp, "class_names.json")) as f:
-            class_names = json.load(f)
+        class_names = read_class_names(tmp)
         for phase, split in (("train", "train"), ("val", "test")):
             os.makedirs(os.path.join(out, "images", split), exist_ok=True)
             names = np.load(os.path.join(tmp, f"formatted_{phase}_images.npy"))

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import labels
-from datasets import IMAGE_ROOTS, ImagePaths, find_missing_images, generate_observed_labels
+from datasets import CLASS_NAMES_FILE, IMAGE_ROOTS, ImagePaths, find_missing_images, generate_observed_labels
 
 # Top-level entries of each raw release that hold its images: linked from OUT to ROOT when the two
 # differ, so the image root of the formatted layout (datasets.IMAGE_ROOTS) resolves.
@@ -160,7 +160,7 @@ def formatted_path(out, phase, kind):
 def write_class_names(out, class_names):
     """OUT/class_names.json, making OUT if needed."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "class_names.json"), "w") as f:
+    with open(os.path.join(out, CLASS_NAMES_FILE), "w") as f:
         json.dump(class_names, f)
 
 

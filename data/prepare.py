@@ -29,9 +29,8 @@ from data.nuswide import format_nuswide  # noqa: E402
 from data.openimages import (format_openimages, openimages_class_groups,  # noqa: E402,F401
                              resolve_openimages_labels)
 from data.voc import format_pascal  # noqa: E402
-from datasets import IMAGE_ROOTS  # noqa: E402
+from datasets import IMAGE_ROOTS, RELEASES  # noqa: E402
 
-DATASETS = ("pascal", "coco", "nuswide", "cub", "openimages")
 FORMATTERS = {"pascal": format_pascal, "coco": format_coco, "nuswide": format_nuswide,
               "cub": format_cub, "openimages": format_openimages}
 
@@ -61,7 +60,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(
         "Format a raw dataset release into the layout of data/README.md",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=(*DATASETS, "csv"),
+    p.add_argument("--dataset", required=True, choices=(*RELEASES, "csv"),
                    help="'csv': your own images and a CSV of labels (--csv; data/README.md, 'Your own data')")
     p.add_argument("--root", required=True,
                    help="folder holding the extracted release (layouts in data/README.md); for csv, the "

@@ -21,9 +21,12 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import analysis  # noqa: E402  (after the repository is on the path)
+import curves  # noqa: E402
 import datasets  # noqa: E402
+import methods  # noqa: E402
 from errors import UserError  # noqa: E402
 import models  # noqa: E402
+import run_files  # noqa: E402
 
 import matplotlib  # noqa: E402
 matplotlib.use("Agg")
@@ -53,13 +56,15 @@ def train_labels(run_dir, need_truth=True):
 
 
 def method_name(config):
-    """'Naive AN', 'LL-R (0.2)', 'Full label', with ' LinearInit' where it applies."""
+    """'Naive AN', 'LL-R (0.2)' (an LL scheme with its delta_rel), 'Full label', with ' LinearInit'
+    where it applies: the registry's names (methods/)."""
+    method = methods.get(config["mod_scheme"])
     if config["train_set_variant"] == "clean":
         name = "Full label"
-    elif config["mod_scheme"] == "AN":
-        name = "Naive AN"
-    else:
+    elif method.rate_scheme:
         name = f"{config['mod_scheme']} ({config['delta_rel']:g})"
+    else:
+        name = methods.display_name(config["mod_scheme"])
     return name + (" LinearInit" if config.get("train_mode") == "linear_init" else "")
 
 
@@ -79,19 +84,15 @@ def memorization(run_dir, out_dir):
 def precision(run_dirs, out_dir):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for run_dir in run_dirs:
-        with open(os.path.join(run_dir, "log.jsonl")) as f:
-            records = [json.loads(line) for line in f]
-        curves = analysis.precision_curves(records)
-        name = method_name(read_json(run_dir, "config.json"))
+        records = run_files.read_log(run_dir)
+        name = method_name(read_json(run_dir, run_files.CONFIG))
         print(f"{name} ({run_dir}): {analysis.modification_counts(records)}")
-        if not curves:
+        drawn = curves.plot_precision(ax, records, name)
+        if not drawn:
             print("  nothing was modified, or the truth is unknown; skipped")
-            continue
-        for label, (epochs, values) in curves.items():
-            ax.plot(epochs, [100 * v for v in values], marker="o", label=f"{name}, {label}")
+        for label, (epochs, values) in drawn.items():
             print(f"  precision, {label} (%): " + ", ".join(f"{e}: {100 * v:.1f}" for e, v in zip(epochs, values)))
-    ax.set(xlabel="epoch", ylabel="truly positive (%)", title="Precision of modification")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="epoch", title="Precision of modification")
     fig.tight_layout()
     path = os.path.join(out_dir, "modification_precision.png")
     fig.savefig(path, dpi=120)
@@ -102,8 +103,8 @@ def precision(run_dirs, out_dir):
 def trajectories(run_dir, out_dir, max_images=6):
     states = read_record(run_dir, "label_trajectories.npy", "--record_labels_for N")
     labels = train_labels(run_dir, need_truth=False)
-    config = read_json(run_dir, "config.json")
-    names = analysis.load_class_names(config["data_dir"], states.shape[2])
+    config = read_json(run_dir, run_files.CONFIG)
+    names = datasets.load_class_names(config["data_dir"], states.shape[2])
     num_images = min(max_images, states.shape[1])
     colours = ["white", "tab:blue", "tab:orange", "lightgrey"]       # in the order of the state codes
     cmap = matplotlib.colors.ListedColormap(colours)
@@ -149,13 +150,13 @@ def test_set_with_boxes(config):
 
 
 def pointing_one_run(run_dir, device, num_overlays):
-    config = read_json(run_dir, "config.json")
+    config = read_json(run_dir, run_files.CONFIG)
     paths, boxes, sizes = test_set_with_boxes(config)
-    best = os.path.join(run_dir, "best.pt")
+    best = os.path.join(run_dir, run_files.BEST)
     if not os.path.isfile(best):
         raise UserError(f"{best} is missing: the run has not finished an epoch")
     state = torch.load(best, map_location="cpu", weights_only=True)["model"]
-    model = models.build_from_config(config, state["head.weight"].shape[0], source=os.path.join(run_dir, "config.json"))
+    model = models.build_from_config(config, state["head.weight"].shape[0], source=os.path.join(run_dir, run_files.CONFIG))
     if not model.has_feature_map:
         raise UserError(f"{run_dir}: {config['arch']} has no spatial feature map, so no class activation map "
                         f"and no pointing game (use a ResNet or convnext_tiny run)")
@@ -187,7 +188,7 @@ def pointing_one_run(run_dir, device, num_overlays):
 
 def save_overlays(overlays, paths, boxes, sizes, size, config, num_classes, path):
     """Each test image with the CAM of each class it contains, that class's boxes and the peak."""
-    names = analysis.load_class_names(config["data_dir"], num_classes)
+    names = datasets.load_class_names(config["data_dir"], num_classes)
     panels = [(i, cam, c) for i, cam in overlays for c in sorted(cam)]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6), squeeze=False)
     for ax, (i, cam, c) in zip(axes[0], panels):
@@ -219,8 +220,8 @@ def pointing(run_dirs, device, num_overlays):
     print("| method | run | pointing game (%) |\n|---|---|---|")
     for name, run_dir, mean, _ in rows:
         print(f"| {name} | {run_dir} | {100 * mean:.1f} |")
-    config = read_json(run_dirs[0], "config.json")
-    names = analysis.load_class_names(config["data_dir"], len(rows[0][3]))
+    config = read_json(run_dirs[0], run_files.CONFIG)
+    names = datasets.load_class_names(config["data_dir"], len(rows[0][3]))
     print("\nPer class (%; '-' where the class is not in the test set)")
     print("| class | " + " | ".join(name for name, *_ in rows) + " |")
     print("|---|" + "---|" * len(rows))

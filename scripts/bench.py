@@ -72,7 +72,7 @@ def make_step(arch, num_classes, device, amp, channels_last, compile=False):
         labels[:, 0] = 1
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             logits = forward(images.contiguous(memory_format=memory_format))
-        loss, _ = losses.compute_batch_loss(logits, labels, "LL-Ct", 0.2, 5)
+        loss, _ = ll_ct_loss(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -93,9 +93,14 @@ def ll_loss_fn(bsize, num_classes, device):
     labels[:, 0] = 1
 
     def step():
-        loss, _ = losses.compute_batch_loss(logits, labels, "LL-Ct", 0.2, 5)
+        loss, _ = ll_ct_loss(logits, labels)
         loss.backward()
     return step
+
+
+def ll_ct_loss(logits, labels):
+    """LL-Ct's loss in epoch 5 at 0.2 %/epoch: the k = ceil(B K 0.8 %) largest unobserved losses corrected."""
+    return losses.large_loss(logits, labels, correct=True, k=losses.num_to_modify(*logits.shape, losses.growing_rate(5, 0.2)))
 
 
 class UpstreamImageDataset(Dataset):

@@ -22,90 +22,23 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import curves  # noqa: E402  (after the repository is on the path)
+import datasets  # noqa: E402
 import methods  # noqa: E402
+import run_files  # noqa: E402
 
-DATASET_NAMES = {"pascal": "VOC", "coco": "COCO", "nuswide": "NUS-WIDE", "cub": "CUB",
-                 "openimages": "OpenImages", "demo": "Demo", "custom": "Custom"}
-METHOD_NAMES = {"AN": "Naive AN", "WAN": "WAN", "LSAN": "LSAN (AN-LS)", "EPR": "EPR", "ROLE": "ROLE",
-                "IU": "Naive IU", "LL-R": "LL-R", "LL-Ct": "LL-Ct", "LL-Cp": "LL-Cp",
-                "LL-R-abs": "LL-R (abs)", "LL-Ct-abs": "LL-Ct (abs)", "CSL": "CSL"}
-# Every other registered method under its registry name (methods.py), and LL + BoostLU.
-METHOD_NAMES.update({name: name for name in methods.REGISTRY if name not in METHOD_NAMES})
-BOOSTLU_SUFFIX = " + BoostLU"
-# Curriculum and IMCL: other papers' methods that the LL paper quotes in Table 3; no run of ours.
-QUOTED = ("Curriculum", "IMCL")
-_NAMES = list(METHOD_NAMES.values())
-_AFTER_IU = _NAMES.index("Naive IU") + 1
-METHOD_ORDER = ["Full label", *_NAMES[:_AFTER_IU], *QUOTED, *_NAMES[_AFTER_IU:],     # Table 3: IU, Curriculum, IMCL
-                *(f"{m}{BOOSTLU_SUFFIX}" for m in ("LL-R", "LL-Ct", "LL-Cp"))]
+DATASET_NAMES = {name: dataset.display for name, dataset in datasets.DATASETS.items()}
 GROUPS = ["G1", "G2", "G3", "G4", "G5"]
-
-# The paper's test mAP (SPEC section 9), as {row: {dataset: {metric: value}}}: Table 2 per half
-# (VOC, COCO, NUS-WIDE, CUB), Table 3 per group G1..G5 and over all.
-_T2 = ("pascal", "coco", "nuswide", "cub")
-
-
-def _table2(*values):
-    return {d: {"test_map": v} for d, v in zip(_T2, values)}
-
-
-def _table3(*values):
-    """G1, G2, G3, G4, G5, all."""
-    return {"openimages": {**{f"test_map_{g}": v for g, v in zip(GROUPS, values)}, "test_map": values[-1]}}
-
-
-PAPER = {
-    "table2_end_to_end": {
-        "Full label": _table2(90.2, 78.0, 54.5, 32.9),
-        "Naive AN": _table2(85.1, 64.1, 42.0, 19.1),
-        "WAN": _table2(86.5, 64.8, 46.3, 20.3),
-        "LSAN (AN-LS)": _table2(86.7, 66.9, 44.9, 17.9),
-        "EPR": _table2(85.5, 63.3, 46.0, 20.0),
-        "ROLE": _table2(87.9, 66.3, 43.1, 15.0),
-        "LL-R": _table2(89.2, 71.0, 47.4, 19.5),
-        "LL-Ct": _table2(89.0, 70.5, 48.0, 20.4),
-        "LL-Cp": _table2(88.4, 70.7, 48.3, 20.1),
-    },
-    "table2_linear_init": {
-        "Full label": _table2(91.1, 77.2, 54.9, 34.0),
-        "Naive AN": _table2(86.9, 68.7, 47.6, 20.9),
-        "WAN": _table2(87.1, 68.0, 47.5, 21.1),
-        "LSAN (AN-LS)": _table2(86.5, 69.2, 50.5, 16.6),
-        "EPR": _table2(84.9, 66.8, 48.1, 21.2),
-        "ROLE": _table2(88.2, 69.0, 51.0, 16.8),
-        "LL-R": _table2(89.4, 71.9, 49.1, 21.5),
-        "LL-Ct": _table2(89.3, 71.6, 49.6, 21.8),
-        "LL-Cp": _table2(88.3, 71.0, 49.4, 21.4),
-    },
-    "table3_openimages": {
-        "Naive IU": _table3(69.5, 70.3, 74.8, 79.2, 85.5, 75.9),
-        "Curriculum": _table3(70.4, 71.3, 76.2, 80.5, 86.8, 77.1),
-        "IMCL": _table3(71.0, 72.6, 77.6, 81.8, 87.3, 78.1),
-        "Naive AN": _table3(77.1, 78.7, 81.5, 84.1, 88.8, 82.0),
-        "WAN": _table3(71.8, 72.8, 76.3, 79.7, 84.7, 77.0),
-        "LSAN (AN-LS)": _table3(68.4, 69.3, 73.7, 77.9, 85.6, 75.0),
-        "LL-R": _table3(77.4, 79.1, 82.0, 84.5, 89.5, 82.5),
-        "LL-Ct": _table3(77.7, 79.3, 82.1, 84.7, 89.4, 82.6),
-        "LL-Cp": _table3(77.6, 79.1, 81.9, 84.6, 89.4, 82.5),
-    },
-}
-
-
-# Methods after the paper: the test mAP their own papers publish (methods.py, where verified), shown
-# in the end-to-end Table 2's paper column.
-BEYOND_PAPER = {METHOD_NAMES[name]: {d: {"test_map": v} for d, v in m.published.items()}
-                for name, m in methods.REGISTRY.items() if m.published}
-BEYOND_PAPER.update({f"{scheme}{BOOSTLU_SUFFIX}": {d: {"test_map": v} for d, v in numbers.items()}
-                     for scheme, numbers in methods.BOOSTLU_PUBLISHED.items()})
+# The tables whose published numbers the registry holds (each row's ``published``); the end-to-end
+# Table 2 also shows the later methods' own papers' numbers beside theirs.
+TABLES = ("table2_end_to_end", "table2_linear_init", "table3_openimages")
 
 
 def paper_column(table):
-    """The published numbers beside a table: the LL paper's, and for Table 2 end-to-end those of the
-    methods after it (each from its own paper)."""
-    paper = PAPER.get(table)
-    if table == "table2_end_to_end":
-        paper = {**BEYOND_PAPER, **(paper or {})}
-    return paper
+    """The published numbers beside a table, {row's display name: {dataset: {metric: value}}}: the
+    rows of that table in the registry (methods/), or None for a folder of no paper table."""
+    if table not in TABLES:
+        return None
+    return {row.display: row.published[table] for row in methods.rows_in_order() if table in row.published}
 
 
 def load_runs(folder):
@@ -113,15 +46,12 @@ def load_runs(folder):
     records, unfinished = [], 0
     for name in sorted(os.listdir(folder)):
         run_dir = os.path.join(folder, name)
-        if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        if not os.path.isfile(os.path.join(run_dir, run_files.CONFIG)):
             continue
-        if not os.path.isfile(os.path.join(run_dir, "results.json")):
+        if not run_files.finished(run_dir):
             unfinished += 1
             continue
-        with open(os.path.join(run_dir, "config.json")) as f:
-            record = json.load(f)
-        with open(os.path.join(run_dir, "results.json")) as f:
-            record.update(json.load(f))
+        record = {**run_files.read_json(run_dir, run_files.CONFIG), **run_files.read_json(run_dir, run_files.RESULTS)}
         records.append(record)
     if unfinished:
         print(f"({unfinished} unfinished runs in {folder} left out)", file=sys.stderr)
@@ -129,8 +59,9 @@ def load_runs(folder):
 
 
 def method_label(record):
-    label = "Full label" if record["train_set_variant"] == "clean" else METHOD_NAMES[record["mod_scheme"]]
-    return label + (BOOSTLU_SUFFIX if record.get("boostlu_alpha") is not None else "")
+    """A run's row in the tables: the display name of its registry row (methods/), else of its method."""
+    row = methods.row_of(record)
+    return row.display if row is not None else methods.display_name(record["mod_scheme"])
 
 
 def mean_std(values):
@@ -143,8 +74,9 @@ def mean_std(values):
 
 
 def _rank(label):
-    """The paper's order of rows; others after them, by name."""
-    return (METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER), label)
+    """The paper's order of rows (the registry's, methods.rows_in_order); others after them, by name."""
+    order = [row.display for row in methods.rows_in_order()]
+    return (order.index(label) if label in order else len(order), label)
 
 
 def _order(labels):
@@ -199,7 +131,8 @@ def table_markdown(records, paper=None):
         for key, value in r.items():
             if key == "test_map" or key.startswith("test_map_G"):
                 cells[(row, r["dataset"], key)].append(value)
-    quoted = [(m, "quoted, no run of ours") for m in QUOTED if any(d in paper.get(m, {}) for d in datasets)]
+    quoted = [(row.display, "quoted, no run of ours") for row in methods.rows_in_order()
+              if row.method is None and any(d in paper.get(row.display, {}) for d in datasets)]
     rows = sorted({row for row, _, _ in cells} | set(quoted), key=lambda row: (_rank(row[0]), row[1]))
     header, keys = ["method", "protocol"], []
     for d in datasets:
@@ -370,7 +303,7 @@ def plot_fraction(records, png):
 
 def draw_curves(parser, run_dirs, out):
     """One run: all its panels (curves.draw_run); several: their val mAP and loss on one figure."""
-    missing = [d for d in run_dirs if not os.path.isfile(os.path.join(d, "log.jsonl"))]
+    missing = [d for d in run_dirs if not os.path.isfile(os.path.join(d, run_files.LOG))]
     if missing:
         parser.error(f"no log.jsonl in {', '.join(missing)}")
     if len(run_dirs) > 1 and out is None:
@@ -385,7 +318,7 @@ def main(argv=None):
     p.add_argument("kind", choices=("table", "sweep", "fraction", "per_class", "curves"))
     p.add_argument("runs", nargs="+", help="the folder holding the run folders (a script's --save_path); "
                    "curves: one or more run folders (each with its log.jsonl)")
-    p.add_argument("--paper", choices=tuple(PAPER), default=None,
+    p.add_argument("--paper", choices=TABLES, default=None,
                    help="which paper numbers to show beside ours (default: from the folder name)")
     p.add_argument("--png", default=None, help="sweep, fraction and per_class: also draw the figure into this PNG file")
     p.add_argument("--out", default=None, help="curves: the PNG file to draw (default, for one run: "

@@ -30,8 +30,9 @@ import experiments
 
 sys.path.insert(0, experiments.REPO_DIR)
 import config  # noqa: E402  (after the repository is on the path: the protocols' search grid and styles)
+import datasets  # noqa: E402
 
-DATASETS = ("pascal", "coco", "nuswide", "cub")
+DATASETS = datasets.TABLE2
 METHODS = ("full", "AN", "WAN", "LSAN", "EPR", "ROLE", "LL-R", "LL-Ct", "LL-Cp")
 
 

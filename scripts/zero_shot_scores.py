@@ -8,7 +8,6 @@ Writes <data_dir>/zero_shot_<mode>.npz and its JSON record (written last). An in
 continues where it stopped when run again with the same settings.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,11 +16,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402  (needs the path above)
+import datasets  # noqa: E402
 import zero_shot  # noqa: E402
 from errors import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = ("pascal", "coco", "nuswide", "cub", "demo", "custom")
 DEFAULT_MODEL = {"damp": "ViT-B-16", "vlpl": "ViT-L-14-336"}
 # VLPL's VOC/COCO text features are of the class names alone (their *_labelonly.npy); AEVLP's prompt
 # learner starts from (and, never trained, stays at) "a photo of a".
@@ -30,7 +29,7 @@ DEFAULT_PROMPT = {"damp": "a photo of a {}.", "vlpl": "{}"}
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=datasets.SINGLE_POSITIVE)
     p.add_argument("--data_dir", default=None, help="formatted dataset folder; default data/<dataset>")
     p.add_argument("--mode", required=True, choices=zero_shot.MODES,
                    help="vlpl: the whole image; damp: AEVLP's whole image + grid of tiles")
@@ -85,11 +84,11 @@ def build_scorer(args, class_names, device):
 
 
 def read_class_names(data_dir):
-    path = os.path.join(data_dir, "class_names.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found: the text prompts need the class names (data/README.md)")
-    with open(path) as f:
-        return json.load(f)
+    names = datasets.read_class_names(data_dir)
+    if names is None:
+        raise UserError(f"{os.path.join(data_dir, datasets.CLASS_NAMES_FILE)} not found: the text prompts need "
+                        f"the class names (data/README.md)")
+    return names
 
 
 def run(args):

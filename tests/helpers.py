@@ -1,10 +1,13 @@
 """Helpers shared by the tests (importable: pytest puts tests/ on sys.path)."""
 import json
 import os
+import types
 
 import pytest
+import torch
 
 import main
+import methods
 import train
 
 
@@ -59,3 +62,14 @@ def interrupt_then_resume(monkeypatch, args, exp_name, stop):
         main.main([*args, "--exp_name", exp_name])
     monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
     assert main.main([*args, "--exp_name", exp_name, "--resume"]) == 0
+
+
+def method_loss(name, logits, labels, epoch, state=None, delta_rel=0.0, options=None, **cfg):
+    """A registered method's loss (methods/) on a batch, as the training loop calls it: (loss, modified).
+    The config holds what losses read: ``delta_rel``, ``R0``, ``delta_abs``, ``expected_num_pos`` and the
+    method's flags (their defaults, updated by ``options``)."""
+    method = methods.get(name)
+    flags = {flag.name: flag.default_for("demo") for flag in method.flags}
+    config = types.SimpleNamespace(**{"delta_rel": delta_rel, "R0": None, "delta_abs": None, "expected_num_pos": None,
+                                      "method_options": {**flags, **(options or {})}, **cfg})
+    return method.loss(torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(labels), methods.Batch(config, epoch, state))

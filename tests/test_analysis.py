@@ -1,4 +1,5 @@
 """The paper's analyses (analysis.py, scripts/analyze.py) on cases whose answer is known by construction."""
+import dataclasses
 import importlib.util
 import json
 import math
@@ -51,9 +52,9 @@ def test_label_states():
     initial = np.array([[1, 0, 0, 0]])
     batch = np.array([[1, 1, 0, 0]])            # (0,1) corrected permanently in an earlier epoch
     modified = np.array([[False, False, True, False]])
-    np.testing.assert_array_equal(analysis.label_states(initial, batch, modified, "LL-Cp"),
+    np.testing.assert_array_equal(analysis.label_states(initial, batch, modified, rejects=False),
                                   [[analysis.OBSERVED, analysis.CORRECTED, analysis.CORRECTED, analysis.NEGATIVE]])
-    np.testing.assert_array_equal(analysis.label_states(initial, initial, modified, "LL-R"),
+    np.testing.assert_array_equal(analysis.label_states(initial, initial, modified, rejects=True),
                                   [[analysis.OBSERVED, analysis.NEGATIVE, analysis.REJECTED, analysis.NEGATIVE]])
 
 
@@ -221,7 +222,7 @@ def test_analysis_commands_on_the_recorded_run(recorded_run, tmp_path, capsys):
 def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
     """With a learning rate (weights change after every batch) and LL-Cp (targets change between
     epochs): each entry's record equals the BCE of the logits its batch was trained on, as a spy on
-    compute_batch_loss saw them; a resumed recorder keeps the finished epochs."""
+    LL-Cp's loss saw them; a resumed recorder keeps the finished epochs."""
     cfg = build_config(get_args_parser().parse_args(
         ["--dataset", "demo", "--arch", "resnet18", "--weights", "none", "--optimizer", "sgd", "--lr", "0.05",
          "--mod_scheme", "LL-Cp", "--delta_rel", "10", "--num_epochs", "2", "--llcp_write", "all",
@@ -234,18 +235,18 @@ def test_record_is_the_loss_each_batch_was_trained_with(tmp_path, monkeypatch):
     labels_obs[torch.arange(12), torch.arange(12) % 4] = 1
     initial = labels_obs.clone()
     seen = []
-    real_loss = train.losses.compute_batch_loss
+    real_loss = train.methods.get("LL-Cp").loss
 
-    def spy(logits, batch_obs, *args, **kwargs):
+    def spy(logits, batch_obs, batch):
         seen.append((logits.detach().clone(), batch_obs.clone()))
-        return real_loss(logits, batch_obs, *args, **kwargs)
+        return real_loss(logits, batch_obs, batch)
 
-    monkeypatch.setattr(train.losses, "compute_batch_loss", spy)
+    monkeypatch.setitem(train.methods.REGISTRY, "LL-Cp", dataclasses.replace(train.methods.get("LL-Cp"), loss=spy))
     paths = np.array([f"img{i}.png" for i in range(12)])
     train_labels = train.labels.TrainingLabels(train.labels.Labels(train.labels.DenseStore(initial.numpy()), range(12)),
                                                corrections=train.labels.Corrections(12, 4))
     for epoch in (1, 2):
-        recorder = analysis.TrainingRecorder(str(tmp_path), 2, "LL-Cp", initial.numpy(), None, paths,
+        recorder = analysis.TrainingRecorder(str(tmp_path), 2, False, initial.numpy(), None, paths,
                                              record_losses=True, num_traced=12, resume=epoch == 2)
         batches = [(images[b], b) for b in torch.randperm(12).split(5)]        # batches of 5, 5, 2
         seen.clear()

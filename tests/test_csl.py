@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from losses import partial_selective_loss, prior_from_annotations
+from methods.csl import TrainingPrior, partial_selective_loss, prior_from_annotations
 
 
 def sigmoid(x):
@@ -103,14 +103,16 @@ def test_prior_from_annotations():
 def test_training_prior_is_the_running_mean_over_all_training_batches():
     """As the CSL code's ComputePrior: every row of every batch counts once, over the epochs.
     Batches of 2 rows at p = (0.5, 0.2) and 1 row at p = (0.8, 0.2): (2 * 0.5 + 0.8) / 3 = 0.6."""
-    import train
-    prior = train.TrainingPrior(2, "cpu")
+    prior = TrainingPrior(2)
     prior.update(torch.logit(torch.tensor([[0.5, 0.2], [0.5, 0.2]])))
     prior.update(torch.logit(torch.tensor([[0.8, 0.2]])))
     np.testing.assert_allclose(prior.mean(), [0.6, 0.2], rtol=1e-6)
-    resumed = train.TrainingPrior(2, "cpu")
+    resumed = TrainingPrior(2)
     resumed.load_state_dict(prior.state_dict())
     np.testing.assert_allclose(resumed.mean(), [0.6, 0.2], rtol=1e-6)
+    old = TrainingPrior(2)                 # a checkpoint of 0976ac2, whose count was an int
+    old.load_state_dict({"sum": prior.sum.clone(), "count": 3})
+    np.testing.assert_allclose(old.mean(), [0.6, 0.2], rtol=1e-6)
 
 
 def test_csl_through_the_cli_saves_and_reuses_priors(demo_args, tmp_path, capsys):
@@ -146,7 +148,39 @@ def test_two_stage_prior_trains_the_ignore_model_first(demo_args, tmp_path):
     import main
     assert main.main(demo_args("--mod_scheme", "CSL", "--num_epochs", "1", "--exp_name", "sel")) == 0
     stage1 = tmp_path / "sel" / "csl_prior_ignore"
-    assert json.loads((stage1 / "config.json").read_text())["csl_mode"] == "ignore"
+    assert json.loads((stage1 / "config.json").read_text())["method_options"]["csl_mode"] == "ignore"
     prior = np.load(stage1 / "class_prior_model.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "sel" / "class_prior.npy"), prior)
-    assert json.loads((tmp_path / "sel" / "config.json").read_text())["csl_mode"] == "selective"
+    assert json.loads((tmp_path / "sel" / "config.json").read_text())["method_options"]["csl_mode"] == "selective"
+
+
+def test_a_csl_run_folder_of_0976ac2_resumes(demo_args, tmp_path, monkeypatch):
+    """0976ac2 kept CSL's flags at config.json's top level and the prior model's running sums in
+    last.pt's "training_prior" (its count an int): such a folder resumes to the uninterrupted run's numbers."""
+    import main
+    import torch as torch_
+    import train
+    from helpers import read_log
+    args = demo_args("--mod_scheme", "CSL", "--csl_mode", "ignore", "--num_epochs", "3")
+    assert main.main([*args, "--exp_name", "whole"]) == 0
+    real_train_one_epoch, calls = train.train_one_epoch, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_train_one_epoch(*a, **kw)
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main.main([*args, "--exp_name", "old"])
+    monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
+    old = tmp_path / "old"
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, **config.pop("method_options"), "method_options": {}}))
+    checkpoint = torch_.load(old / "last.pt", weights_only=True)
+    prior = checkpoint.pop("label_estimate")
+    torch_.save({**checkpoint, "label_estimate": None, "training_prior": {"sum": prior["sum"], "count": int(prior["count"])}},
+                old / "last.pt")
+    assert main.main([*args, "--exp_name", "old", "--resume"]) == 0
+    assert read_log(old) == read_log(tmp_path / "whole")
+    np.testing.assert_array_equal(np.load(old / "class_prior_model.npy"), np.load(tmp_path / "whole" / "class_prior_model.npy"))

@@ -71,7 +71,8 @@ def train_toy(cfg, epochs=2):
     model = toy_net()
     net = train.training_net(model, cfg, torch.device("cpu"))
     train_split, val = splits["train"], splits["val"]
-    estimate = train.losses.LabelEstimate(train_split.labels_obs.dense()) if cfg.mod_scheme == "ROLE" else None
+    method = train.methods.get(cfg.mod_scheme)
+    estimate = method.make_state(train_split, cfg) if method.make_state else None          # ROLE's estimate
     optimizer = torch.optim.SGD([*model.parameters(), *([] if estimate is None else estimate.parameters())], lr=0.5)
     corrections = train.labels.Corrections(len(train_split), 12) if cfg.mod_scheme == "LL-Cp" else None
     train_labels = train.labels.TrainingLabels(train_split.labels_obs, None, corrections)

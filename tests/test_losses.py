@@ -5,7 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import compute_batch_loss, large_loss_mask, modification_rate, num_to_modify, permanent_corrections
+import methods
+from helpers import method_loss
+from losses import constant_rate, growing_rate, large_loss_mask, num_to_modify, permanent_corrections
+
+
+def compute_batch_loss(logits, obs, scheme, delta_rel, epoch):
+    """A scheme's registered loss (methods/large_loss.py) on one batch: (loss, modified)."""
+    return method_loss(scheme, logits, obs, epoch, delta_rel=delta_rel)
 
 
 def softplus(x):
@@ -24,14 +31,14 @@ TOP2 = torch.tensor([[False, False, True], [True, False, False]])
 
 
 def test_rate_schedule_in_percent_per_epoch():
-    assert modification_rate(1, "LL-R", 0.2) == 0.0                      # warm-up
-    assert modification_rate(1, "LL-Cp", 0.2) == 0.0
-    assert modification_rate(3, "LL-R", 0.2) == pytest.approx(0.004)     # (3-1) * 0.2 %
-    assert modification_rate(7, "LL-Ct", 0.5) == pytest.approx(0.03)
-    assert modification_rate(7, "LL-Cp", 0.5) == pytest.approx(0.005)    # constant
-    assert modification_rate(7, "AN", 0.5) == 0.0
-    with pytest.raises(ValueError):
-        modification_rate(2, "LL-X", 0.1)
+    assert growing_rate(1, 0.2) == 0.0                      # warm-up
+    assert constant_rate(1, 0.2) == 0.0
+    assert growing_rate(3, 0.2) == pytest.approx(0.004)     # (3-1) * 0.2 %
+    assert growing_rate(7, 0.5) == pytest.approx(0.03)
+    assert constant_rate(7, 0.5) == pytest.approx(0.005)    # constant
+    # The registry's schemes: LL-R and LL-Ct grow, LL-Cp is constant, Naive AN modifies nothing.
+    assert methods.get("LL-Ct").rate(7, 0.5) == pytest.approx(0.03)
+    assert methods.get("LL-Cp").rate(7, 0.5) == pytest.approx(0.005) and methods.get("AN").rate(7, 0.5) == 0.0
 
 
 def test_k_from_epoch_does_not_drift():
@@ -39,10 +46,10 @@ def test_k_from_epoch_does_not_drift():
     # 0, ceil 1.6, 3.2, 4.8, 6.4, 8.0, 9.6, 11.2, 12.8, 14.4 for t = 1..10. Epoch 6 is 8, where
     # upstream's repeated subtraction of the rate drifts to 9.
     expected = [0, 2, 4, 5, 7, 8, 10, 12, 13, 15]
-    assert [num_to_modify(16, 20, modification_rate(t, "LL-R", 0.5)) for t in range(1, 11)] == expected
+    assert [num_to_modify(16, 20, growing_rate(t, 0.5)) for t in range(1, 11)] == expected
     # The last, smaller batch has its own k: ceil(5 * 20 * 0.025) = 3.
-    assert num_to_modify(5, 20, modification_rate(6, "LL-R", 0.5)) == 3
-    assert num_to_modify(16, 80, modification_rate(3, "LL-Ct", 0.2)) == 6     # ceil(1280 * 0.004 = 5.12)
+    assert num_to_modify(5, 20, growing_rate(6, 0.5)) == 3
+    assert num_to_modify(16, 80, growing_rate(3, 0.2)) == 6     # ceil(1280 * 0.004 = 5.12)
 
 
 @pytest.mark.parametrize("scheme", ["AN", "LL-R", "LL-Ct", "LL-Cp"])
@@ -129,7 +136,7 @@ def test_large_loss_mask_with_k_zero_and_gradients_flow():
 def test_ll_cp_writes_the_corrected_entries_strictly_above_the_kth_loss(delta_rel, corrected, written_by_authors):
     loss, modified = compute_batch_loss(LOGITS, OBS, "LL-Cp", delta_rel=delta_rel, epoch=2)
     assert torch.equal(modified, torch.tensor(corrected, dtype=torch.bool))
-    k = num_to_modify(2, 3, modification_rate(2, "LL-Cp", delta_rel))
+    k = num_to_modify(2, 3, constant_rate(2, delta_rel))
     assert k == sum(map(sum, corrected))
     authors = permanent_corrections(LOGITS, OBS, modified, k)
     assert torch.equal(authors, torch.tensor(written_by_authors, dtype=torch.bool))

@@ -12,7 +12,8 @@ import methods
 import train
 from config import build_config, get_args_parser
 from errors import UserError
-from losses_beyond import apl_count, apl_select, em_loss, gr_loss, gr_schedule
+from methods.em import apl_count, apl_select, em_loss
+from methods.gr_loss import gr_loss, gr_schedule
 
 L3 = math.log(3)          # logit of 0.75; -L3 is the logit of 0.25
 

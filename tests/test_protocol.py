@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import config
-import losses
 import main
 import train
 from config import build_config, get_args_parser
 from data.demo import ensure_demo_dataset
 from helpers import interrupt_then_resume
+from methods.cole import LabelEstimate
 from models import build_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
@@ -31,7 +31,7 @@ def cfg_of(*argv):
 def groups_of(cfg):
     """(lr, momentum or None, weight decay) of each parameter group, and which module each holds."""
     model = build_model("resnet18", 20, "none")
-    estimate = losses.LabelEstimate(torch.zeros(10, 20, dtype=torch.int8)) if cfg.mod_scheme == "ROLE" else None
+    estimate = LabelEstimate(torch.zeros(10, 20, dtype=torch.int8)) if cfg.mod_scheme == "ROLE" else None
     optimizer = train.build_optimizer(model, cfg, estimate, linear_phase=cfg.linear_phase(1))
     owners = {id(p): name for name, module in (("backbone", model.backbone), ("head", model.head),
                                                ("estimate", estimate)) if module is not None
@@ -84,12 +84,16 @@ def test_cole_linear_init_lookup_and_protocol_switches():
 
 def test_paper_settings_are_spec_section_6():
     # SPEC 6's table, written out by hand.
-    assert config.PAPER_SETTINGS == {
+    expected = {
         "pascal": {"optimizer": "sgd", "lr": 5e-3, "delta_rel": {"LL-R": 0.2, "LL-Ct": 0.2, "LL-Cp": 0.1}},
         "coco": {"optimizer": "adam", "lr": 1e-5, "delta_rel": {"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}},
         "nuswide": {"optimizer": "adam", "lr": 1e-5, "delta_rel": {"LL-R": 0.4, "LL-Ct": 0.2, "LL-Cp": 0.2}},
         "cub": {"optimizer": "adam", "lr": 7.5e-5, "delta_rel": {"LL-R": 0.4, "LL-Ct": 0.4, "LL-Cp": 0.2}},
     }
+    for dataset, settings in expected.items():        # what a plain run of each scheme gets
+        for scheme, delta_rel in settings["delta_rel"].items():
+            cfg = build_config(get_args_parser().parse_args(["--dataset", dataset, "--mod_scheme", scheme]))
+            assert (cfg.optimizer, cfg.lr, cfg.delta_rel) == (settings["optimizer"], settings["lr"], delta_rel)
     assert config.COLE_SEARCH == {"bsize": (8, 16), "lr": (1e-2, 1e-3, 1e-4, 1e-5)}
 
 

@@ -1,5 +1,5 @@
 """VLPL's loss, AEVLP's GPR loss and DAMP pseudo-labels on hand-worked examples from the papers'
-equations (losses_beyond.py, V1-V5, A1-A4, P1-P5), their registry defaults, and both methods through
+equations (methods/vision_language.py, V1-V5, A1-A4, P1-P5), their registry defaults, and both methods through
 main.py on a score file made by a stand-in scorer."""
 import json
 import math
@@ -17,8 +17,7 @@ import methods
 import zero_shot
 from data import demo
 from helpers import read_log
-import losses_beyond
-from losses_beyond import damp_pseudo_labels, gpr_loss, vlpl_loss, vlpl_pseudo_labels
+from methods.vision_language import FixedPseudoLabels, damp_pseudo_labels, gpr_loss, vlpl_loss, vlpl_pseudo_labels
 
 L3 = math.log(3)          # logit of 0.75
 
@@ -106,13 +105,14 @@ def test_registry_defaults_are_the_authors():
     assert vlpl.settings("coco") == dict(optimizer="adam", lr=1e-5, bsize=8, lr_mult=1.0, num_epochs=10,
                                          early_stop_drop=math.inf)
     assert vlpl.settings("cub")["lr"] == 1e-4
-    assert methods.VLPL_ALPHA.default_for("pascal") == 0.2 and methods.VLPL_ALPHA.default_for("cub") == 0.01
+    family = methods.vision_language
+    assert family.VLPL_ALPHA.default_for("pascal") == 0.2 and family.VLPL_ALPHA.default_for("cub") == 0.01
     assert aevlp.settings("coco") == dict(optimizer="adam", lr=1e-5, lr_mult=10.0, bsize=16, num_epochs=8,
                                           early_stop_drop=2.0)
     assert aevlp.settings("cub")["bsize"] == 8 and aevlp.settings("nuswide")["num_epochs"] == 10
-    assert methods.AEVLP_K.default_for("pascal") == (0.0, 2.0, -2.0, -2.0)
-    assert methods.AEVLP_Q.default_for("cub") == (0.01, 1.5)
-    assert methods.DAMP_TOP_K.default_for("cub") == 32 and methods.DAMP_THRESHOLD.default_for("nuswide") == 0.6
+    assert family.AEVLP_K.default_for("pascal") == (0.0, 2.0, -2.0, -2.0)
+    assert family.AEVLP_Q.default_for("cub") == (0.01, 1.5)
+    assert family.DAMP_TOP_K.default_for("cub") == 32 and family.DAMP_THRESHOLD.default_for("nuswide") == 0.6
 
 
 def stand_in_scores(demo_dir, tmp_path, mode):
@@ -173,7 +173,7 @@ def test_pseudo_labels_are_kept_row_sparse():
     and gives back exactly the mask's rows; built from chunks, as from a memory-mapped score file."""
     mask = np.zeros((5, 6), dtype=bool)
     mask[0, [1, 4]] = mask[2, 5] = mask[4, [0, 2, 3]] = True          # rows 1 and 3: none
-    state = losses_beyond.FixedPseudoLabels.from_masks([mask[:2], mask[2:]], 6)
+    state = FixedPseudoLabels.from_masks([mask[:2], mask[2:]], 6)
     assert state.classes.shape == (5, 3) and state.classes.dtype == torch.int32
     np.testing.assert_array_equal(state.classes[1].numpy(), [-1, -1, -1])
     idx = torch.tensor([4, 0, 3, 2])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from multilabel_metrics import f1_thresholds, report, threshold_metrics
+from metrics import f1_thresholds, report, threshold_metrics
 
 # 3 images, 2 classes. At 0.5 the predictions are [[1, 1], [0, 1], [1, 1]]:
 # class 0: TP 1 (image 0), FP 1 (image 2), FN 1 (image 1) -> P 1/2, R 1/2
@@ -73,7 +73,7 @@ def test_report_names_every_class():
 def test_known_entry_metrics_equal_the_annotated_dense_ones():
     """threshold_metrics_entries and f1_thresholds_entries (partially labelled splits: memory of the
     known entries only) give the dense functions' numbers with an annotated mask."""
-    from multilabel_metrics import f1_thresholds_entries, threshold_metrics_entries
+    from metrics import f1_thresholds_entries, threshold_metrics_entries
     rng = np.random.RandomState(1)
     obs = rng.choice([-1, 0, 1], size=(80, 5), p=[0.4, 0.3, 0.3]).astype(np.int8)
     obs[:, 4] = 0                                           # a class with nothing known

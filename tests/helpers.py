@@ -59,3 +59,11 @@ def interrupt_then_resume(monkeypatch, args, exp_name, stop):
         main.main([*args, "--exp_name", exp_name])
     monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
     assert main.main([*args, "--exp_name", exp_name, "--resume"]) == 0
+
+
+def run_numbers(run_dir):
+    """What a run computed, for comparing runs to the last digit: its log.jsonl records and its
+    results.json, without wall-clock times."""
+    results = json.loads(open(os.path.join(run_dir, "results.json")).read())
+    results.pop("train_time_s")
+    return read_log(run_dir), results

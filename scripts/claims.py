@@ -66,7 +66,8 @@ def read(folder):
 
 
 def _temporary(folder, claim):
-    tmp = os.path.join(folder, f".{CLAIM}.{claim['token']}")
+    """``claim`` written to a file of its own in ``folder`` (a name no other writer uses); its path."""
+    tmp = os.path.join(folder, f".{CLAIM}.{uuid.uuid4().hex}")
     with open(tmp, "w") as f:
         json.dump(claim, f, indent=1)
     return tmp
@@ -91,6 +92,12 @@ def update(folder, token, **fields):
         return False
     os.replace(_temporary(folder, {**claim, **fields}), path(folder))
     return True
+
+
+def adopt(folder, token, **fields):
+    """Make the folder's claim hold ``fields`` when it holds ``token`` (a SLURM job taking up the
+    claim its launcher wrote for it) or when it has none; whether it did."""
+    return _create(folder, {**fields, "token": token}) or update(folder, token, **fields)
 
 
 def release(folder, token):
@@ -125,6 +132,9 @@ class Status:
 
 
 def describe(claim):
+    """Who holds ``claim``, for messages: 'pid 345 on host-a', 'job 12 (pid 345 on node-3)'."""
+    if claim is None:
+        return "no one (its claim is gone)"
     who = f"pid {claim['pid']} on {claim['host']}"
     return f"job {claim['job_id']} ({who})" if claim.get("job_id") else who
 
@@ -133,19 +143,19 @@ def status(claim, states):
     """The ``Status`` of ``claim``, given ``states`` = job_states(...) of the claims' job ids."""
     who = describe(claim)
     ended = f"exit {claim['exit_status']}" if claim.get("exit_status") is not None else None
-    if claim.get("job_id"):
+    if claim.get("job_id"):                 # a requeued job runs on after an exit: its job state decides
         if states is None:
             return Status(claim, True, "running", f"{who}; squeue cannot tell whether it runs")
         job_state = states.get(str(claim["job_id"]))
         if job_state is None or job_state in FINAL_JOB_STATES:
             return Status(claim, False, ended or f"job {job_state or 'ended'}", who)
         return Status(claim, True, "queued" if job_state == "PENDING" else "running", who)
+    if ended:
+        return Status(claim, False, ended, who)
     if claim["host"] != socket.gethostname():
-        if ended:
-            return Status(claim, False, ended, who)
         return Status(claim, True, "running", f"{who}, another host: delete {CLAIM} if that launcher is gone")
-    running = process_start(claim["pid"]) == claim["pid_start"] and claim["pid_start"] is not None
-    return Status(claim, running and not ended, "running" if running and not ended else ended or "process ended", who)
+    running = claim["pid_start"] is not None and process_start(claim["pid"]) == claim["pid_start"]
+    return Status(claim, running, "running" if running else "process ended", who)
 
 
 def survey(folders):

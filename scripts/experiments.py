@@ -160,7 +160,7 @@ def add_launcher_flags(p):
                         "job id (and a failed run's last log lines); start nothing")
     g.add_argument("--max_parallel", type=int, default=None,
                    help="local: runs at once (default: as many as --gpus holds runs of --nproc_per_node GPUs; "
-                        "1 without --gpus). On a CPU, each run uses every core: more than 1 overlaps them")
+                        "1 without --gpus); each gets its share of the cores (OMP_NUM_THREADS, unless set)")
     g.add_argument("--gpus", default=None, metavar="0,1,...",
                    help="local: the GPU ids to share out, --nproc_per_node per run, through CUDA_VISIBLE_DEVICES")
     g.add_argument("--slurm_partition", default=None, help="slurm: the partition (default: the cluster's default)")

@@ -1,9 +1,11 @@
 """--launcher local: up to --max_parallel tasks of a sweep at once on this machine, each on its own
-share of --gpus (a run with --nproc_per_node P takes P of them, through CUDA_VISIBLE_DEVICES), in
-the listed order as soon as the tasks they need are done. Each task's output goes to its folder's
-launch.log; the terminal shows one line per task started, finished or failed, and a summary. A
-failed task never stops the others; only the tasks that need it are left out.
+share of --gpus (a run with --nproc_per_node P takes P of them, through CUDA_VISIBLE_DEVICES) and of
+the CPU's cores (OMP_NUM_THREADS), in the listed order as soon as the tasks they need are done.
+Each task's output goes to its folder's launch.log; the terminal shows one line per task started,
+finished or failed, and a summary. A failed task never stops the others; only the tasks that need
+it are left out.
 """
+import os
 import time
 
 import claims
@@ -17,10 +19,13 @@ def clock():
 class LocalPool:
     """The tasks still to run, those running (with their GPUs) and how the others ended."""
 
-    def __init__(self, tasks, max_parallel, gpus, gpus_per_task):
+    def __init__(self, tasks, max_parallel, gpus, processes):
         self.by_name = {task.name: task for task in tasks}
         self.todo = [task for task in tasks if not task.done()]
-        self.max_parallel, self.free_gpus, self.gpus_per_task = max_parallel, list(gpus or []), gpus_per_task
+        self.max_parallel, self.free_gpus, self.processes = max_parallel, list(gpus or []), processes
+        # Each run's share of the cores; a run alone keeps torch's (and torchrun's) own choice.
+        self.threads = (run_process.thread_share(os.cpu_count() or 1, max_parallel * processes)
+                        if max_parallel > 1 else {})
         self.running = {}                     # name -> (task, process, start time, its GPUs)
         self.finished, self.failed, self.left_out = [], {}, {}    # failed / left_out: name -> why
 
@@ -58,12 +63,13 @@ class LocalPool:
             return
         if message:
             print(f"{clock()} {task.name}: {message}", flush=True)
-        gpus, self.free_gpus = self.free_gpus[:self.gpus_per_task], self.free_gpus[self.gpus_per_task:]
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
+        gpus, self.free_gpus = self.free_gpus[:self.processes], self.free_gpus[self.processes:]
+        env = {**self.threads, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {})}
         process, started = run_process.start(task, env)
         self.running[task.name] = (task, process, started, gpus)
-        shown = f", GPUs {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
-        print(f"{clock()} started  {task.name} (pid {process.pid}{shown}) > {task.folder}/{run_process.LOG}", flush=True)
+        shown = f", GPUs {','.join(gpus)}" if gpus else ""
+        print(f"{clock()} started  {task.name} (pid {process.pid}{shown}) > {task.folder}/{run_process.LOG}",
+              flush=True)
 
     def collect(self):
         """Record the tasks whose process ended; whether any did."""
@@ -80,10 +86,12 @@ class LocalPool:
         took = f"{time.time() - started:.0f} s"
         if returncode == 0:
             self.finished.append(name)
-            print(f"{clock()} finished {name} in {took}" + (f": {task.outcome()}" if task.outcome() else ""), flush=True)
+            print(f"{clock()} finished {name} in {took}" + (f": {task.outcome()}" if task.outcome() else ""),
+                  flush=True)
             return
         self.failed[name] = f"exit {returncode}"
-        print(f"{clock()} failed   {name}: exit {returncode} after {took}; {task.folder}/{run_process.LOG} ends:", flush=True)
+        print(f"{clock()} failed   {name}: exit {returncode} after {took}; {task.folder}/{run_process.LOG} ends:",
+              flush=True)
         print("\n".join(f"    {line}" for line in log_tail.splitlines()), flush=True)
 
     def stop(self):
@@ -100,11 +108,11 @@ class LocalPool:
         return "Local launcher: " + ", ".join(parts)
 
 
-def run_all(tasks, max_parallel, gpus=None, gpus_per_task=1, poll_s=0.2):
-    """Run the unfinished ``tasks`` (``tasks.Task``) at most ``max_parallel`` at a time; with ``gpus``
-    (a list of device ids) each takes ``gpus_per_task`` of them. Returns 0 when every task is done,
-    else 1."""
-    pool = LocalPool(tasks, max_parallel, gpus, gpus_per_task)
+def run_all(tasks, max_parallel, gpus=None, processes=1, poll_s=0.2):
+    """Run the unfinished ``tasks`` (``tasks.Task``) at most ``max_parallel`` at a time, each as
+    ``processes`` processes (--nproc_per_node) that take as many of ``gpus`` (device ids), if given.
+    Returns 0 when every task is done, else 1."""
+    pool = LocalPool(tasks, max_parallel, gpus, processes)
     try:
         while pool.todo or pool.running:
             pool.start_ready()

@@ -42,17 +42,20 @@ MAX_TIMEOUTS = 20
 class TaskJob(submitit.helpers.Checkpointable):
     """What a job runs: one task, its output in its folder's launch.log."""
 
-    def __init__(self, task):
-        self.task = task
+    def __init__(self, task, env):
+        self.task, self.env = task, env         # env: added to the run's environment (its threads)
         self.process = None
 
     def __call__(self):
         task, job_id = self.task, os.environ["SLURM_JOB_ID"]
         here = {k: v for k, v in claims.owner(job_id=job_id, token=task.token).items() if k != "token"}
-        if not claims.update(task.folder, task.token, **here, exit_status=None):
-            raise RuntimeError(f"{task.folder} is claimed by {claims.describe(claims.read(task.folder) or {})}, not "
-                               f"by job {job_id}: another launcher took the run over; this job does nothing")
-        self.process, started = run_process.start(task, ignore_signals=(REQUEUE_SIGNAL,))
+        if not claims.adopt(task.folder, task.token, **here, exit_status=None):
+            raise RuntimeError(f"{task.folder} is claimed by {claims.describe(claims.read(task.folder))}, not by job "
+                               f"{job_id}: another launcher took the run over; this job does nothing")
+        if task.done():                 # requeued after the run had finished
+            claims.release(task.folder, task.token)
+            return
+        self.process, started = run_process.start(task, self.env, ignore_signals=(REQUEUE_SIGNAL,))
         returncode = self.process.wait()
         log_tail = run_process.finish(task, returncode, started)
         if returncode != 0:
@@ -66,7 +69,7 @@ class TaskJob(submitit.helpers.Checkpointable):
             self.process.terminate()
             run_process.frame(self.task, "stopped by SLURM's requeue signal (time limit or preemption); "
                                          "the requeued job resumes")
-        return submitit.helpers.DelayedSubmission(TaskJob(self.task))
+        return submitit.helpers.DelayedSubmission(TaskJob(self.task, self.env))
 
 
 def check_cluster(partition):
@@ -99,13 +102,14 @@ def job_parameters(opts):
     return params
 
 
-def submit(task, params, after):
-    """Submit ``task`` as a job (after the jobs ``after``, if any); its id."""
+def submit(task, params, after, processes):
+    """Submit ``task`` as a job (after the jobs ``after``, if any) whose ``processes`` share its CPUs; its id."""
     executor = submitit.SlurmExecutor(folder=os.path.join(task.folder, "slurm"), max_num_timeout=MAX_TIMEOUTS)
     depend = {"dependency": "afterok:" + ":".join(after), "kill-on-invalid-dep": "yes"} if after else {}
     executor.update_parameters(**{**params, "job_name": task.name,
                                   "additional_parameters": {**params["additional_parameters"], **depend}})
-    return executor.submit(TaskJob(task)).job_id
+    threads = run_process.thread_share(params["cpus_per_task"], processes)
+    return executor.submit(TaskJob(task, threads)).job_id
 
 
 def dependencies(task, by_name, job_of, unsubmitted):
@@ -147,8 +151,8 @@ def plan(tasks, opts):
 class Submission:
     """One launch: the job of each task (submitted now, or found in a live claim) and what was not submitted."""
 
-    def __init__(self, tasks, params):
-        self.tasks, self.params = tasks, params
+    def __init__(self, tasks, params, processes):
+        self.tasks, self.params, self.processes = tasks, params, processes
         self.by_name = {task.name: task for task in tasks}
         self.held = claims.survey([task.folder for task in tasks])
         self.job_of, self.unsubmitted, self.submitted, self.found = {}, {}, [], []
@@ -169,7 +173,7 @@ class Submission:
             self.found.append(task.name)
             return f"skipped   {task.name}: {message}"
         try:
-            job_id = submit(task, self.params, after)
+            job_id = submit(task, self.params, after, self.processes)
         except submitit.core.utils.FailedJobError as err:
             claims.release(task.folder, task.token)
             return self.not_submitted(task, f"sbatch failed: {str(err).strip()}")
@@ -196,7 +200,7 @@ def submit_all(tasks, opts):
     """Submit one job per unfinished task that no live owner holds, in order, each after the jobs of
     the tasks it needs; print each job id and return (0, or 1 when a task could not be submitted)."""
     check_cluster(opts.slurm_partition)
-    submission = Submission(tasks, job_parameters(opts))
+    submission = Submission(tasks, job_parameters(opts), opts.nproc_per_node)
     for task in tasks:
         if not task.done():
             print(submission.place(task), flush=True)

@@ -20,6 +20,17 @@ def stamp():
     return datetime.datetime.now().isoformat(timespec="milliseconds")
 
 
+def thread_share(cores, processes):
+    """The environment that gives each of ``processes`` processes its share of ``cores``: torch's
+    threads (OMP_NUM_THREADS), unless set already. torch's threads spin while they wait, so
+    processes that each take every core slow one another down (on 2 cores, 2 demo runs at once
+    with 2 threads each took 4x a run's time each). A run's last digits on a CPU depend on its
+    thread count: compare runs made with the same (set OMP_NUM_THREADS for both)."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, cores // processes))}
+
+
 def start(task, env=None, ignore_signals=()):
     """Start ``task`` (a ``tasks.Task`` whose folder is claimed with its token) with its output
     appended to <folder>/launch.log; the claim names the new process. ``env``: variables added to

@@ -55,7 +55,8 @@ def task_status(task, held):
     if task.done():
         return "done", task.outcome()
     claim = held.get(task.folder)
-    progress = f"{epochs_logged(task.folder)} epochs logged" if os.path.exists(os.path.join(task.folder, "log.jsonl")) else ""
+    logged = os.path.exists(os.path.join(task.folder, "log.jsonl"))
+    progress = f"{epochs_logged(task.folder)} epochs logged" if logged else ""
     if claim is not None and claim.alive:
         return claim.state, ", ".join(filter(None, [claim.owner, progress]))
     if claim is not None:

@@ -1,11 +1,10 @@
 import os
-import subprocess
-import sys
 
 import pytest
 
 import slurm_cluster
 from data.demo import ensure_demo_dataset
+from helpers import SWEEP_FLAGS, run_script
 
 
 @pytest.fixture(scope="session")
@@ -45,22 +44,6 @@ def slurm(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The demo Table 2's Naive AN and LL-R rows, seed 0, with tiny flags (passed on to main.py after the
-# demo's): seconds per run.
-SWEEP_FLAGS = ["--demo", "--methods", "AN", "LL-R", "--seeds", "1", "--weights", "none", "--image_size", "32",
-               "--num_workers", "0", "--num_epochs", "3"]
-
-
-def run_script(script, *args):
-    """Run scripts/<script> as a user would; the finished process (its output in .stdout). With one
-    torch thread, which its runs inherit (SLURM jobs too): a run's numbers depend on its thread count,
-    so every launcher's runs must have the same, and two runs at once on a 2-core machine each with
-    2 threads would spend their time waiting on each other's."""
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="session")

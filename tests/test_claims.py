@@ -51,7 +51,8 @@ def test_a_reused_process_id_is_not_the_owner(tmp_path):
 
 def test_a_job_owns_its_claim_while_squeue_lists_it_unfinished():
     claim = {**claims.owner(), "host": "login-node", "job_id": "12"}
-    assert (claims.status(claim, {"12": "PENDING"}).alive, claims.status(claim, {"12": "PENDING"}).state) == (True, "queued")
+    pending = claims.status(claim, {"12": "PENDING"})
+    assert (pending.alive, pending.state) == (True, "queued")
     assert claims.status(claim, {"12": "RUNNING"}).state == "running"
     assert claims.status(claim, {"12": "REQUEUED"}).alive
     assert (claims.status(claim, {"12": "CANCELLED"}).alive, claims.status(claim, {"12": "CANCELLED"}).state) == \

@@ -2,13 +2,20 @@
 Table 2 submitted as jobs gives the serial launcher's numbers to the last digit, a second launch
 submits nothing twice, a job signalled as before its time limit is requeued and resumes to the
 same numbers, and an unknown partition stops before anything is submitted."""
+import argparse
+import functools
 import json
 import os
 import subprocess
+import sys
 import time
 
-from conftest import SWEEP_FLAGS, run_script
-from helpers import run_numbers
+from helpers import SWEEP_FLAGS, frame_times, run_numbers, run_script
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+import launch_slurm  # noqa: E402  (scripts/ is not a package)
+import sweep_status  # noqa: E402
+import tasks  # noqa: E402
 
 JOB_FLAGS = ["--launcher", "slurm", "--slurm_gpus_per_node", "0", "--slurm_cpus_per_task", "1", "--slurm_mem", "1500M"]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
@@ -49,8 +56,10 @@ def test_slurm_sweep_equals_serial_and_a_second_launch_submits_nothing(slurm, sw
     assert second.returncode == 0, second.stdout + second.stderr
     assert submitted_jobs(second.stdout) == {}
     assert "SLURM launcher: 0 jobs submitted, 2 queued or running already" in second.stdout
-    status = run_script("experiments.py", "status", str(tmp_path)).stdout
-    assert all(f"(job {job_id} " in status for job_id in jobs.values())
+    status = run_script("experiments.py", "status", str(tmp_path)).stdout.splitlines()
+    for name, job_id in jobs.items():                                # queued or running, with its job
+        (line,) = [line for line in status if f" {name}  (job {job_id} " in line]
+        assert line.split()[0] in ("queued", "running")
 
     assert wait_for_jobs(slurm, jobs.values()) == {j: "COMPLETED" for j in jobs.values()}
     for name in jobs:
@@ -80,5 +89,40 @@ def test_unknown_partition_stops_before_anything_is_submitted(slurm, sweep_data,
     done = run_script("table2_end_to_end.py", *SWEEP_FLAGS, "--data_dir", sweep_data, "--save_path", str(tmp_path),
                       *JOB_FLAGS, "--slurm_partition", "no_such_partition")
     assert done.returncode == 2
-    assert "--slurm_partition no_such_partition: this cluster has no such partition; its partitions are debug" in done.stderr
+    assert ("--slurm_partition no_such_partition: this cluster has no such partition; its partitions are debug"
+            in done.stderr)
     assert slurm.job_states() == before and not os.listdir(tmp_path)
+
+
+def script_task(folder, name, code, needs=()):
+    """A task whose job runs ``code`` (Python; picklable, as a job's task must be) and, when it
+    succeeds, writes its result file."""
+    result = str(folder / name / "done")
+    command = [sys.executable, "-c", f"{code}\nopen({result!r}, 'w').close()"]
+    return tasks.Task(name, str(folder / name), functools.partial(list, command), result, list(needs))
+
+
+def test_dependent_jobs_start_after_their_needs_and_are_cancelled_when_one_fails(slurm, tmp_path, capsys):
+    first_result = tmp_path / "first" / "done"
+    sweep = [script_task(tmp_path, "first", "import time; time.sleep(1)"),
+             # At its start the dependent checks that what it needs is there (as a LinearInit run reads results).
+             script_task(tmp_path, "second", f"import os, sys; sys.exit(0 if os.path.exists({str(first_result)!r}) "
+                                             f"else 5)", needs=["first"]),
+             script_task(tmp_path, "broken", "import sys; print('broken on purpose'); sys.exit(3)"),
+             script_task(tmp_path, "after_broken", "pass", needs=["broken"])]
+    opts = argparse.Namespace(slurm_partition=None, slurm_time=10, nproc_per_node=1, slurm_gpus_per_node=0,
+                              slurm_cpus_per_task=1, slurm_mem="200M", slurm_account=None, slurm_qos=None,
+                              slurm_extra=[], save_path=str(tmp_path))
+    assert launch_slurm.submit_all(sweep, opts) == 0
+    out = capsys.readouterr().out
+    jobs = submitted_jobs(out)
+    assert f"submitted second: job {jobs['second']}, afterok {jobs['first']}" in out
+    assert wait_for_jobs(slurm, jobs.values()) == {jobs["first"]: "COMPLETED", jobs["second"]: "COMPLETED",
+                                                   jobs["broken"]: "FAILED", jobs["after_broken"]: "CANCELLED"}
+    first_end = frame_times(tmp_path / "first")[1]
+    assert frame_times(tmp_path / "second")[0] > first_end               # started after its need had ended
+    assert not (tmp_path / "after_broken" / "launch.log").exists()       # never ran
+    assert sweep_status.report(sweep, str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert f"failed       broken  (exit 3, job {jobs['broken']} " in out and "    | broken on purpose" in out
+    assert f"failed       after_broken  (job CANCELLED, job {jobs['after_broken']} " in out

@@ -2,6 +2,7 @@
 before anything starts; the SLURM launcher is in test_slurm_launcher.py."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from helpers import SWEEP_FLAGS, frame_times, run_numbers, run_script
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-import launch_local  # noqa: E402  (scripts/ is not a package)
+import claims  # noqa: E402  (scripts/ is not a package)
+import experiments  # noqa: E402
+import launch_local  # noqa: E402
 import table2_end_to_end  # noqa: E402
 import tasks  # noqa: E402
 
@@ -32,6 +35,19 @@ def test_local_launcher_runs_two_at_once_with_the_serial_numbers(sweep_data, ser
     assert table2_end_to_end.main([*argv, "--status"]) == 0
     test_map = json.loads((tmp_path / RUNS[0] / "results.json").read_text())["test_map"]
     assert f"done         {RUNS[0]}  (test mAP {test_map:.2f})" in capsys.readouterr().out.splitlines()
+
+
+def test_serial_launcher_skips_a_run_that_another_launcher_holds(tmp_path, monkeypatch, capsys):
+    claims.take(str(tmp_path / "demo_AN_ll_s0"), claims.owner())          # held by this live process
+    started = []
+    monkeypatch.setattr(experiments.subprocess, "run",
+                        lambda cmd, cwd: started.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    assert table2_end_to_end.main(["--demo", "--save_path", str(tmp_path), "--methods", "AN", "LL-R"]) == 1
+    out = capsys.readouterr().out
+    assert "2 runs in" in out and "0 done, 0 to resume, 1 new, 1 running" in out
+    assert [cmd[cmd.index("--exp_name") + 1] for cmd in started] == ["demo_LL-R_ll_s0"]
+    assert "1 runs are run by another launcher: demo_AN_ll_s0" in out
+    assert not (tmp_path / "demo_LL-R_ll_s0" / "claim.json").exists()     # released: its run succeeded
 
 
 def fake_task(folder, name, code, needs=()):

@@ -126,3 +126,11 @@ def test_dependent_jobs_start_after_their_needs_and_are_cancelled_when_one_fails
     out = capsys.readouterr().out
     assert f"failed       broken  (exit 3, job {jobs['broken']} " in out and "    | broken on purpose" in out
     assert f"failed       after_broken  (job CANCELLED, job {jobs['after_broken']} " in out
+
+    # A launch after the failure takes the ended job's claim over and submits the task again.
+    again = script_task(tmp_path, "broken", "pass")
+    assert launch_slurm.submit_all([again], opts) == 0
+    out = capsys.readouterr().out
+    (job_id,) = submitted_jobs(out).values()
+    assert f"(taken over from job {jobs['broken']} (pid " in out and ") (exit 3))" in out
+    assert wait_for_jobs(slurm, [job_id]) == {job_id: "COMPLETED"}

@@ -22,6 +22,7 @@ import losses
 import methods
 import metrics
 import run_files
+import tensorboard_log
 from errors import UserError
 from data.demo import ensure_demo_dataset
 from data.demo_backbone import ensure_demo_backbone
@@ -220,6 +221,13 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
         if method.writes_labels:
             stats["num_written_true_pos"] = num_written_true.item()
     return stats
+
+
+def group_lrs(optimizer, parts):
+    """{'lr_<part>': lr} of each of the optimizer's parameter groups, named by the module of ``parts``
+    (name -> module or None) whose parameters it holds, for the epoch's record."""
+    owner = {id(p): name for name, module in parts.items() if module is not None for p in module.parameters()}
+    return {f"lr_{owner[id(group['params'][0])]}": group["lr"] for group in optimizer.param_groups}
 
 
 def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None):
@@ -551,6 +559,7 @@ class Training:
         if distributed.is_main():
             with open(os.path.join(cfg.run_dir, run_files.LOG), "w") as log:
                 log.writelines(json.dumps(record) + "\n" for record in self.state["history"])
+        self.events = tensorboard_log.EpochEvents(cfg.run_dir, self.state["history"]) if distributed.is_main() else None
         if (cfg.record_losses or cfg.record_labels_for) and distributed.is_main():
             train = splits["train"]
             self.recorder = analysis.TrainingRecorder(cfg.run_dir, cfg.num_epochs, self.method.rejects,
@@ -607,6 +616,8 @@ class Training:
         record.update(train_one_epoch(net, loader, self.optimizer, self.train_labels, cfg,
                                       cfg.phase_epoch(epoch), self.device, self.label_estimate, self.recorder,
                                       self.scaler))
+        record.update(group_lrs(self.optimizer, {"backbone": model.backbone, "head": model.head,
+                                                 "label_estimate": self.trained_state}))
         distributed.broadcast_buffers(model)
         if self.method.after_epoch is not None and not linear_phase:   # APL: pseudo-labels from predictions
             self.method.after_epoch(self.label_estimate, cfg.phase_epoch(epoch), cfg, self.splits["train"].labels_obs, lambda: predict(
@@ -615,8 +626,11 @@ class Training:
             self.recorder.flush()
         if self.method.writes_labels:
             record.update(correction_totals(state["history"] + [record]))
-        record["val_map"] = evaluate(model, self.loaders["val"], self.splits["val"], self.device, f"epoch {epoch} val",
-                                     amp=cfg.amp, skip_without_positive=cfg.ap_without_positive == "skip")["map"]
+        val = evaluate(model, self.loaders["val"], self.splits["val"], self.device, f"epoch {epoch} val",
+                       datasets.load_class_groups(cfg.data_dir, self.num_classes), cfg.amp,
+                       cfg.ap_without_positive == "skip")
+        # With class groups (OpenImages), the mAP of each too: val_map_G1, ...
+        record.update(val_map=val.pop("map"), **{f"val_{group}": value for group, value in val.items()})
         improved = record["val_map"] > state["best_map"]
         if improved:
             state.update(best_map=record["val_map"], best_epoch=epoch)
@@ -651,6 +665,7 @@ class Training:
         if distributed.is_main():
             with open(os.path.join(self.cfg.run_dir, run_files.LOG), "a") as log:
                 log.write(json.dumps(record) + "\n")
+            self.events.add(record)                 # the same record as TensorBoard scalars
 
     def finish(self):
         """The best epoch's weights on the test set; results.json."""
@@ -687,6 +702,7 @@ class Training:
             results.update(self.method.finish(self.label_estimate, cfg))
         save_atomic(results, os.path.join(cfg.run_dir, run_files.RESULTS))
         curves.draw_run(cfg.run_dir)            # curves.png: val mAP, loss, precision of modification
+        self.events.close()
         return results
 
 

@@ -7,8 +7,9 @@ Generates ``--images`` JPEGs of the given size once (scripts/bench.py's generato
 as photographs of that size) and, for ``--source png`` or ``jpeg``, their pre-resized copy
 (data/resize_images.py, made once, not timed); then reads every image through the training
 pipeline (decode, the square resize, the sampler's flip: ``datasets.ImageDataset``) in this one
-process with one thread, twice, and prints the images/s of the second pass. Time the whole command
-with /usr/bin/time to compare sources as processes.
+process with one thread, twice, and prints the images/s of the second pass (``--compare``: and how
+the copy's pixels differ from the originals'). Time the whole command with /usr/bin/time to compare
+sources as processes.
 """
 import argparse
 import os
@@ -31,6 +32,8 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--image_size", type=int, default=224)
     p.add_argument("--source", default="originals", choices=("originals", *resize_images.FORMATS))
+    p.add_argument("--compare", action="store_true",
+                   help="also measure how the copy's pixels differ from resizing the originals (not timed)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     data_dir = bench.write_jpeg_dataset(tuple(int(v) for v in args.jpegs.split("x")), args.images)
@@ -50,7 +53,7 @@ def main(argv=None):
         seconds = time.perf_counter() - start
     print(f"{args.source}: {len(dataset) / seconds:.1f} images/s on one core ({len(dataset)} images of "
           f"{args.jpegs} to {args.image_size} px; {split.paths[0]})")
-    if args.source != "originals":              # how the copy's pixels differ from resizing the originals
+    if args.compare and args.source != "originals":      # how the copy's pixels differ from the originals' resize
         originals = datasets.ImageDataset(datasets.ImagePaths(os.path.join(data_dir, ""), split.paths.names,
                                                               split.paths.rows), dataset.transform)
         differences = torch.cat([(dataset[i][0].int() - originals[i][0].int()).abs().flatten()

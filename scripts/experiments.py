@@ -1,12 +1,18 @@
-"""Shared by the experiment scripts: the common flags, the main.py command of each run, and a
-launcher that lists the runs (--dry_run) or starts the unfinished ones, one after another.
+"""Shared by the experiment scripts: the common flags, the main.py command of each run, and the
+launch: list the runs (--dry_run), show where they stand (--status), or start the unfinished ones
+with the --launcher: serial (one after another in this terminal, the default), local (several at
+once, launch_local.py) or slurm (one job each, launch_slurm.py).
 
 A run is one call of main.py into its own folder ``<save_path>/<name>``. A folder that holds
 results.json is finished and skipped; one that holds a last.pt (in it or below it, as a CSL run's
 stage-1 model in csl_prior_ignore/) but no results.json was interrupted and is continued with
---resume; so rerunning a script resumes a sweep where it stopped. A run that needs other runs'
-results (the fine-tuning runs of a LinearInit search need the linear search's best pair) waits
-until they are done; the launcher starts runs in their listed order, so those come first.
+--resume; so rerunning a script resumes a sweep where it stopped. Every launcher claims a run's
+folder before starting it (claims.py), so a run that another launcher holds is shown as running or
+queued and skipped. A run that needs other runs' results (the fine-tuning runs of a LinearInit
+search need the linear search's best pair) waits until they are done; the runs are listed, and
+started, after the runs they need.
+
+    python scripts/experiments.py status RUNS_DIR    # every run of the sweeps launched into RUNS_DIR
 
 Folder names of table rows (protocol_runs), so that no two kinds of run ever share a folder:
     <dataset>_<method>_<protocol>[_li-<style>][_linear][_b<bsize>_lr<lr>]_s<seed>
@@ -18,6 +24,7 @@ pascal_WAN_cole_b8_lr0.001_s0, pascal_WAN_cole_li-cole_linear_b16_lr0.0001_s0.
 """
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -31,6 +38,15 @@ sys.path.insert(0, REPO_DIR)
 import config  # noqa: E402  (after the repository is on the path: the published linear-phase pairs)
 import methods  # noqa: E402
 import zero_shot  # noqa: E402
+from errors import UserError  # noqa: E402
+
+import claims  # noqa: E402  (scripts/ modules, after the repository: they import errors)
+import launch_local  # noqa: E402
+import launch_slurm  # noqa: E402
+import sweep_status  # noqa: E402
+import tasks  # noqa: E402
+
+LAUNCHERS = ("serial", "local", "slurm")
 
 # --demo: the demo dataset with the small-model flags of the README's quick start, so a script's
 # whole pipeline runs on a CPU in minutes: ResNet-18 from the demo's pretrained weights (the stand-in
@@ -128,13 +144,67 @@ def script_parser(doc, save_name):
     p.add_argument("--demo", action="store_true",
                    help="run on the demo dataset with a small model (ResNet-18 from scratch, 64 px, 6 "
                         "epochs): the whole pipeline on a CPU in minutes")
+    add_launcher_flags(p)
     return p
+
+
+def add_launcher_flags(p):
+    """How the runs are started (docs/reproducing.md 'On several GPUs and on a cluster')."""
+    g = p.add_argument_group("launching")
+    g.add_argument("--launcher", default="serial", choices=LAUNCHERS,
+                   help="serial: one run after another in this process's terminal; local: up to --max_parallel "
+                        "runs at once on this machine, each one's output in its folder's launch.log; slurm: one "
+                        "SLURM job per run through submitit, submitted at once (this command then returns)")
+    g.add_argument("--status", action="store_true",
+                   help="list every run as done / running / queued / failed / interrupted / not started, with its "
+                        "job id (and a failed run's last log lines); start nothing")
+    g.add_argument("--max_parallel", type=int, default=None,
+                   help="local: runs at once (default: as many as --gpus holds runs of --nproc_per_node GPUs; "
+                        "1 without --gpus); each gets its share of the cores (OMP_NUM_THREADS, unless set)")
+    g.add_argument("--gpus", default=None, metavar="0,1,...",
+                   help="local: the GPU ids to share out, --nproc_per_node per run, through CUDA_VISIBLE_DEVICES")
+    g.add_argument("--slurm_partition", default=None, help="slurm: the partition (default: the cluster's default)")
+    g.add_argument("--slurm_time", type=int, default=240,
+                   help="slurm: each job's time limit in minutes. A run that needs longer is stopped 90 s before "
+                        "it and continues from its last epoch in the requeued job: shorter limits start sooner")
+    g.add_argument("--slurm_gpus_per_node", type=int, default=None,
+                   help="slurm: GPUs per job (default --nproc_per_node; 0 for CPU-only jobs)")
+    g.add_argument("--slurm_cpus_per_task", type=int, default=None,
+                   help="slurm: CPUs per job (default 5 per process: main.py's 4 loader workers and itself; "
+                        "match it to --num_workers)")
+    g.add_argument("--slurm_mem", default=None, help="slurm: memory per job, as sbatch's --mem (e.g. 64G)")
+    g.add_argument("--slurm_account", default=None, help="slurm: the account to charge")
+    g.add_argument("--slurm_qos", default=None, help="slurm: the quality of service")
+    g.add_argument("--slurm_extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: any other sbatch option, e.g. --slurm_extra constraint=a100 (repeatable)")
+
+
+def check_launcher_flags(parser, opts):
+    """Stop (exit 2, through parser.error) on launcher flags that cannot work, before anything starts."""
+    gpus = opts.gpus.split(",") if opts.gpus else []
+    if gpus and len(gpus) < opts.nproc_per_node:
+        parser.error(f"--gpus {opts.gpus} lists {len(gpus)} GPUs, fewer than --nproc_per_node {opts.nproc_per_node} "
+                     f"that one run takes: list at least {opts.nproc_per_node}, or lower --nproc_per_node")
+    slots = len(gpus) // opts.nproc_per_node if gpus else None
+    if opts.max_parallel is not None and opts.max_parallel < 1:
+        parser.error(f"--max_parallel {opts.max_parallel}: at least 1 run must run at a time")
+    if slots is not None and opts.max_parallel is not None and opts.max_parallel > slots:
+        parser.error(f"--max_parallel {opts.max_parallel}: --gpus {opts.gpus} hold {slots} runs of --nproc_per_node "
+                     f"{opts.nproc_per_node} GPUs; pass at most --max_parallel {slots}, or more --gpus")
+    if opts.slurm_gpus_per_node is not None and 0 < opts.slurm_gpus_per_node < opts.nproc_per_node:
+        parser.error(f"--slurm_gpus_per_node {opts.slurm_gpus_per_node}: a run with --nproc_per_node "
+                     f"{opts.nproc_per_node} needs that many GPUs in its job (or 0 for a CPU-only job)")
+    if any("=" not in pair for pair in opts.slurm_extra):
+        parser.error(f"--slurm_extra takes KEY=VALUE (an sbatch option without its dashes), got {opts.slurm_extra}")
+    opts.gpus = gpus
+    opts.max_parallel = opts.max_parallel or slots or 1
 
 
 def parse(parser, argv):
     """(options, flags for main.py): what the script does not know goes to every run. Paths become
     absolute, since the runs start in the repository folder."""
     opts, passthrough = parser.parse_known_args(argv)
+    check_launcher_flags(parser, opts)
     opts.data_dir = os.path.abspath(opts.data_dir)
     if opts.save_path is not None:
         opts.save_path = os.path.abspath(opts.save_path)
@@ -225,12 +295,17 @@ def has_checkpoint(folder):
     return any("last.pt" in files for _, _, files in os.walk(folder))
 
 
-def run_state(run, opts):
-    """'done' (results.json), 'resume' (a last.pt in the folder or below it), the run's waiting state
-    (e.g. 'after linear search') while the runs it takes flags from are unfinished, or 'new'."""
+def run_state(run, opts, held=None):
+    """'done' (results.json), 'running' or 'queued' while a live owner holds the run's claim
+    (claims.py), 'resume' (a last.pt in the folder or below it), the run's waiting state (e.g.
+    'after linear search') while the runs it takes flags from are unfinished, or 'new'. ``held``:
+    claims.survey of the sweep's folders (read here for this run's folder when None)."""
     folder = os.path.join(opts.save_path, run.name)
     if os.path.exists(os.path.join(folder, "results.json")):
         return "done"
+    claim = (claims.survey([folder]) if held is None else held).get(folder)
+    if claim is not None and claim.alive:
+        return claim.state
     if has_checkpoint(folder):
         return "resume"
     if run.after is not None and run.after.flags(opts.save_path) is None:
@@ -250,60 +325,155 @@ def score_mode(run):
     return methods.get(run.args[run.args.index("--mod_scheme") + 1]).scores if "--mod_scheme" in run.args else None
 
 
+@dataclasses.dataclass
+class ScoreStep:
+    """A zero-shot score file that runs read, made by scripts/zero_shot_scores.py before them."""
+    dataset: str
+    mode: str
+    command: list
+    record: str          # written last: the step is done when it exists
+
+    def done(self):
+        return os.path.exists(self.record)
+
+    def task_name(self):
+        return f"zero_shot_{self.dataset}_{self.mode}"
+
+
 def score_steps(runs, opts):
-    """The scripts/zero_shot_scores.py command of each (dataset, mode) that the runs read, with
-    whether its file is there: [(command, done)]."""
+    """The ``ScoreStep`` of each (dataset, mode) that the runs read."""
     steps = []
     for dataset, mode in dict.fromkeys((run.dataset, score_mode(run)) for run in runs if score_mode(run)):
         data_dir = os.path.join(opts.data_dir, dataset)
         weights_file = getattr(opts, f"clip_{mode}")
         weights = ["--weights", weights_file] if weights_file and dataset != "demo" else []
-        done = os.path.exists(zero_shot.score_paths(data_dir, mode)[1])     # the record is written last
-        steps.append(([sys.executable, SCORER, "--dataset", dataset, "--data_dir", data_dir, "--mode", mode,
-                       *weights], done))
+        steps.append(ScoreStep(dataset, mode, [sys.executable, SCORER, "--dataset", dataset, "--data_dir", data_dir,
+                                               "--mode", mode, *weights], zero_shot.score_paths(data_dir, mode)[1]))
     return steps
 
 
 def make_scores(steps):
     """Run the missing score steps; the names of those that failed."""
     failed = []
-    for cmd, done in steps:
-        if not done:
-            print(f"\n=== zero-shot scores: {' '.join(cmd[1:])} ===", flush=True)
-            if subprocess.run(cmd, cwd=REPO_DIR).returncode != 0:
-                failed.append(f"zero-shot scores of {cmd[cmd.index('--dataset') + 1]}")
+    for step in steps:
+        if not step.done():
+            print(f"\n=== zero-shot scores: {' '.join(step.command[1:])} ===", flush=True)
+            if subprocess.run(step.command, cwd=REPO_DIR).returncode != 0:
+                failed.append(f"zero-shot scores of {step.dataset}")
     return failed
 
 
-def launch(runs, opts, passthrough=()):
-    """List the runs; unless --dry_run, start each unfinished one in turn, its state read again just
-    before (a run may wait on runs started before it). The zero-shot scores that VLPL and AEVLP rows
-    read are made first. Returns the exit status: 0 when every run finished, 1 when one failed or
-    still waits (the others still run)."""
-    states = [run_state(run, opts) for run in runs]
-    steps = score_steps(runs, opts)
-    for cmd, done in steps:
-        print(f"[{'done' if done else 'new'}] {' '.join(cmd[1:])}")
-    print(f"{len(runs)} runs in {opts.save_path}: {summary(states)}")
-    for run, state in zip(runs, states):
-        print(f"[{state}] {' '.join(command(run, opts, passthrough)[1:])}")
-    if opts.dry_run:
-        return 0
+def start_command(run, opts, passthrough):
+    """The command that starts ``run`` now: with --resume when it has a checkpoint."""
+    resume = ["--resume"] if has_checkpoint(os.path.join(opts.save_path, run.name)) else []
+    return [*command(run, opts, passthrough), *resume]
+
+
+def sweep_tasks(runs, steps, opts, passthrough=()):
+    """The score steps and the runs as ``tasks.Task`` for the parallel launchers: a run needs the
+    runs it takes flags from and the score file its method reads."""
+    sweep = [tasks.Task(step.task_name(), os.path.join(opts.save_path, step.task_name()),
+                        functools.partial(list, step.command), step.record) for step in steps]
+    step_of = {(step.dataset, step.mode): step.task_name() for step in steps}
+    for run in runs:
+        folder = os.path.join(opts.save_path, run.name)
+        needs = [*(run.after.candidates if run.after else []),
+                 *([step_of[run.dataset, score_mode(run)]] if score_mode(run) else [])]
+        sweep.append(tasks.Task(run.name, folder, functools.partial(start_command, run, opts, tuple(passthrough)),
+                                os.path.join(folder, "results.json"), needs))
+    return sweep
+
+
+def run_serially(run, opts, passthrough, state):
+    """Run one run in this terminal under a claim of this process; its exit status, or None when
+    another launcher holds it."""
+    folder = os.path.join(opts.save_path, run.name)
+    claim = claims.owner()
+    taken, message = claims.take(folder, claim)
+    if not taken:
+        print(f"\n=== {run.name}: skipped, {message} ===", flush=True)
+        return None
+    print(f"\n=== {run.name}{f' ({message})' if message else ''} ===", flush=True)
+    returncode = "interrupted"
+    try:
+        resume = ["--resume"] if state == "resume" else []
+        returncode = subprocess.run([*command(run, opts, passthrough), *resume], cwd=REPO_DIR).returncode
+    finally:
+        if returncode == 0:
+            claims.release(folder, claim["token"])
+        else:
+            claims.update(folder, claim["token"], exit_status=returncode)
+    return returncode
+
+
+def launch_serially(runs, opts, passthrough, steps):
+    """Start each unfinished run in turn, its state read again just before (a run may wait on runs
+    started before it), after the missing score files. Returns 0 when every run finished, 1 when
+    one failed, still waits or is run by another launcher (the others still run)."""
     failed = make_scores(steps)
+    elsewhere = []
     for run in runs:
         state = run_state(run, opts)
         if state == "done":
             continue
-        if state not in ("resume", "new"):
+        if state not in ("resume", "new", "running", "queued"):
             print(f"\n=== {run.name}: not started, {state} (a run it waits on failed) ===", flush=True)
             failed.append(run.name)
             continue
-        print(f"\n=== {run.name} ===", flush=True)
-        resume = ["--resume"] if state == "resume" else []
-        if subprocess.run([*command(run, opts, passthrough), *resume], cwd=REPO_DIR).returncode != 0:
+        returncode = run_serially(run, opts, passthrough, state) if state in ("resume", "new") else None
+        if returncode is None:
+            elsewhere.append(run.name)
+        elif returncode != 0:
             failed.append(run.name)
+    if elsewhere:
+        print(f"\n{len(elsewhere)} runs are run by another launcher: {', '.join(elsewhere)}")
     if failed:
         print(f"\n{len(failed)} runs failed: {', '.join(failed)}; rerun the script to retry them")
+    if failed or elsewhere:
         return 1
     print(f"\nAll {len(runs)} runs finished in {opts.save_path}")
     return 0
+
+
+def launch(runs, opts, passthrough=()):
+    """List the runs (and the zero-shot score files that VLPL and AEVLP rows read, made first), or
+    their status with --status; unless --dry_run, start the unfinished ones with the --launcher.
+    Returns the exit status: 0 when every run finished (slurm: was submitted), 1 when one failed or
+    still waits (the others still run), 2 when the launcher cannot start them."""
+    steps = score_steps(runs, opts)
+    sweep = sweep_tasks(runs, steps, opts, passthrough)
+    if opts.status:
+        return sweep_status.report(sweep, opts.save_path)
+    held = claims.survey([os.path.join(opts.save_path, run.name) for run in runs])
+    states = [run_state(run, opts, held) for run in runs]
+    for step in steps:
+        print(f"[{'done' if step.done() else 'new'}] {' '.join(step.command[1:])}")
+    print(f"{len(runs)} runs in {opts.save_path}: {summary(states)}")
+    for run, state in zip(runs, states):
+        print(f"[{state}] {' '.join(command(run, opts, passthrough)[1:])}")
+    if opts.dry_run:
+        return launch_slurm.plan(sweep, opts) if opts.launcher == "slurm" else 0
+    try:
+        if opts.launcher == "slurm":
+            launch_slurm.check_cluster(opts.slurm_partition)
+        sweep_status.write_manifest(sweep, opts.save_path)
+        if opts.launcher == "serial":
+            return launch_serially(runs, opts, passthrough, steps)
+        if opts.launcher == "local":
+            return launch_local.run_all(sweep, opts.max_parallel, opts.gpus, opts.nproc_per_node)
+        return launch_slurm.submit_all(sweep, opts)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    status_parser = argparse.ArgumentParser(description="Where a sweep stands (docs/reproducing.md).")
+    status_parser.add_argument("command", choices=["status"])
+    status_parser.add_argument("runs_dir", help="the runs' parent folder, e.g. runs/table2_end_to_end")
+    status_opts = status_parser.parse_args()
+    runs_dir = os.path.abspath(status_opts.runs_dir)
+    if not os.path.isfile(os.path.join(runs_dir, sweep_status.MANIFEST)):
+        status_parser.error(f"{runs_dir} holds no {sweep_status.MANIFEST}: it is written by a launch of an experiment "
+                            f"script; give the folder of its --save_path, or run the script with --status")
+    sys.exit(sweep_status.report(sweep_status.manifest_tasks(runs_dir), runs_dir))

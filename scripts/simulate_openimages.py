@@ -6,7 +6,7 @@
 Writes a fake OpenImages V3 (2017_11) release in the official format, at the paper's size: 3.4 M
 train / 42 k validation / 125 k test images, 5,000 trainable classes, annotation CSVs with the
 release's line counts (20.9 M / 0.55 M / 1.67 M human verifications, 2 % of them of classes that are
-not trainable), and every image a hard link to one of a few small JPEGs (no inode, no space). Then,
+not trainable), and every image a hard link to one of a few dozen small JPEGs (no inode, no space). Then,
 each as its own stage, timed and watched:
   - prepare: ``data/prepare.py --dataset openimages`` (the official train, validation and test splits);
   - train: ``torchrun --nproc_per_node 2 main.py`` on the CPU, LL-Cp at the paper's batch of 288, one
@@ -22,6 +22,7 @@ is the memory and the protocol at N x K, not the network (docs/speed.md has the 
 the same figures at 0976ac2).
 """
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = {"train": (3_400_000, 20_900_000), "validation": (42_000, 550_000), "test": (125_000, 1_670_000)}
 NUM_CLASSES = 5000
 NOT_TRAINABLE = 0.02            # share of the lines of classes outside classes-trainable.txt
-NUM_SOURCE_JPEGS = 8
+LINKS_PER_SOURCE = 60_000     # ext4 allows 65,000 links to a file
 
 
 def class_ids(count, prefix):
@@ -58,7 +59,9 @@ def write_release(root, scale=1.0, num_classes=NUM_CLASSES, seed=0, progress=pri
         f.writelines(f"{mid}\n" for mid in trainable)
     with open(os.path.join(meta, "class-descriptions.csv"), "w") as f:
         f.writelines(f"{mid},Class {mid[3:]}\n" for mid in trainable + other)
-    sources = source_jpegs(os.path.join(root, "source_jpegs"), rng)
+    total = sum(max(2, round(images * scale)) for images, _ in RELEASE.values())
+    sources = itertools.cycle(source_jpegs(os.path.join(root, "source_jpegs"), rng,
+                                           max(8, -(-total // LINKS_PER_SOURCE))))
     popularity = 1.0 / (np.arange(num_classes) + 20.0) ** 0.9
     popularity /= popularity.sum()
     sizes = {}
@@ -76,11 +79,11 @@ def write_release(root, scale=1.0, num_classes=NUM_CLASSES, seed=0, progress=pri
     return sizes
 
 
-def source_jpegs(folder, rng):
-    """A few small JPEGs, which every image of the release links to."""
+def source_jpegs(folder, rng, count):
+    """A few small JPEGs (48 x 64), to which every image of the release is a hard link."""
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for i in range(NUM_SOURCE_JPEGS):
+    for i in range(count):
         paths.append(os.path.join(folder, f"{i}.jpg"))
         Image.fromarray(rng.randint(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(paths[-1], quality=90)
     return paths
@@ -103,11 +106,13 @@ def write_annotations(path, ids, per_image, trainable, other, popularity, rng, c
 
 
 def link_images(folder, ids, sources):
+    """images/<split>/<ImageID>.jpg, each a hard link to the next of ``sources`` (an endless cycle over
+    enough files that none gets more links than ext4 allows)."""
     os.makedirs(folder, exist_ok=True)
     present = set(os.listdir(folder))
-    for n, image in enumerate(ids):
+    for image in ids:
         if f"{image}.jpg" not in present:
-            os.link(sources[n % len(sources)], os.path.join(folder, f"{image}.jpg"))
+            os.link(next(sources), os.path.join(folder, f"{image}.jpg"))
 
 
 # ------------------------------------------------------------------ watched stages

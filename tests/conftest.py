@@ -1,6 +1,10 @@
+import os
+
 import pytest
 
+import slurm_cluster
 from data.demo import ensure_demo_dataset
+from helpers import SWEEP_FLAGS, run_script
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +26,38 @@ def tiny():
 def demo_args(demo_dir, tiny, tmp_path):
     """Builds the CLI arguments of a tiny demo run saving under tmp_path, then ``extra``."""
     return lambda *extra: ["--dataset", "demo", "--data_dir", demo_dir, "--save_path", str(tmp_path), *tiny, *extra]
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A one-node SLURM cluster on this machine (tests/slurm_cluster.py), started once per session and
+    stopped at its end. Skipped where SLURM is not installed, except under REQUIRE_SLURM=1 (.ci/run),
+    where that fails."""
+    why_not = slurm_cluster.missing()
+    if why_not:
+        if os.environ.get("REQUIRE_SLURM") == "1":
+            pytest.fail(f"REQUIRE_SLURM=1 but {why_not}")
+        pytest.skip(why_not)
+    cluster = slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sweep_data(demo_dir, tmp_path_factory):
+    """A --data_dir for the scripts: the tiny demo dataset as <data_dir>/demo."""
+    data = tmp_path_factory.mktemp("sweep_data")
+    os.symlink(demo_dir, data / "demo")
+    return str(data)
+
+
+@pytest.fixture(scope="session")
+def serial_sweep(sweep_data, tmp_path_factory):
+    """SWEEP_FLAGS run by the serial launcher, the reference of the others: its runs folder."""
+    runs = str(tmp_path_factory.mktemp("serial_sweep"))
+    done = run_script("table2_end_to_end.py", *SWEEP_FLAGS, "--data_dir", sweep_data, "--save_path", runs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return runs

@@ -1,6 +1,9 @@
 """Helpers shared by the tests (importable: pytest puts tests/ on sys.path)."""
+import datetime
 import json
 import os
+import subprocess
+import sys
 import types
 
 import pytest
@@ -9,6 +12,21 @@ import torch
 import main
 import methods
 import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The demo Table 2's Naive AN and LL-R rows, seed 0, with tiny flags (passed on to main.py after the
+# demo's): seconds per run.
+SWEEP_FLAGS = ["--demo", "--methods", "AN", "LL-R", "--seeds", "1", "--weights", "none", "--image_size", "32",
+               "--num_workers", "0", "--num_epochs", "3"]
+
+
+def run_script(script, *args):
+    """Run scripts/<script> as a user would; the finished process (its output in .stdout). With one
+    torch thread, which its runs inherit (SLURM jobs too): a run's numbers depend on its thread count,
+    so every launcher's runs must have the same, and two runs at once on a 2-core machine each with
+    2 threads would spend their time waiting on each other's."""
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def read_log(run_dir):
@@ -73,3 +91,20 @@ def method_loss(name, logits, labels, epoch, state=None, delta_rel=0.0, options=
     config = types.SimpleNamespace(**{"delta_rel": delta_rel, "R0": None, "delta_abs": None, "expected_num_pos": None,
                                       "method_options": {**flags, **(options or {})}, **cfg})
     return method.loss(torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(labels), methods.Batch(config, epoch, state))
+
+
+def run_numbers(run_dir):
+    """What a run computed, for comparing runs to the last digit: its log.jsonl records and its
+    results.json, without wall-clock times."""
+    results = json.loads(open(os.path.join(run_dir, "results.json")).read())
+    results.pop("train_time_s")
+    return read_log(run_dir), results
+
+
+def frame_times(folder):
+    """(start, end) of the last process that the folder's launch.log frames (its '=== <time> start'
+    and '=== <time> exit' lines)."""
+    lines = [line for line in open(os.path.join(folder, "launch.log")) if line.startswith("=== ")]
+    start = [line for line in lines if " start on " in line][-1]
+    end = [line for line in lines if " exit " in line][-1]
+    return tuple(datetime.datetime.fromisoformat(line.split()[1]) for line in (start, end))

@@ -97,7 +97,7 @@ def test_launcher_runs_the_linear_search_first(tmp_path, monkeypatch, capsys):
         name = cmd[cmd.index("--exp_name") + 1]
         if "_linear_" in name:                                       # main.py writes results.json
             lr = float(cmd[cmd.index("--linear_init_lr") + 1])
-            (tmp_path / name).mkdir()
+            (tmp_path / name).mkdir(exist_ok=True)                   # made by the launcher for its claim
             (tmp_path / name / "results.json").write_text(json.dumps({"best_val_map": 70.0 if lr == 1e-3 else 65.0}))
         return subprocess.CompletedProcess(cmd, 0)
 

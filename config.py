@@ -42,7 +42,7 @@ class Protocol:
 
 
 # The training protocols (--protocol). Which row of Table 2 runs under which is decided in one place,
-# scripts/experiments.py ROW_PROTOCOLS. In both, ROLE's label estimate learns at lr * lr_mult, in the
+# the row's registry entry (methods.Row.protocol). In both, ROLE's label estimate learns at lr * lr_mult, in the
 # classifier's optimizer (Adam under "cole").
 PROTOCOLS = {
     "ll": Protocol(optimizer=None, head_lr_mult=True, early_stop=True,
@@ -344,7 +344,7 @@ def _analysis_flags(p):
 
 
 def add_method_flags(parser):
-    """One argument group per registered method with flags (methods.py); each flag's parser default
+    """One argument group per registered method with flags (methods/); each flag's parser default
     is None, so a flag given to another method can be refused."""
     added, groups = set(), {}
     for method in methods.REGISTRY.values():

@@ -67,7 +67,7 @@ def subsample_indices(indices, frac, seed=999):
 
 
 @dataclasses.dataclass(frozen=True)
-class Dataset:
+class DatasetInfo:
     """What the code knows of a --dataset; every list of datasets derives from ``DATASETS``."""
     display: str                # its name in tables
     image_root: str             # where its images lie, relative to its folder (the upstream layouts)
@@ -77,13 +77,13 @@ class Dataset:
 
 
 DATASETS = {
-    "pascal": Dataset("VOC", "VOCdevkit/VOC2012/JPEGImages", release=True, table2=True),
-    "coco": Dataset("COCO", "", release=True, table2=True),
-    "nuswide": Dataset("NUS-WIDE", "Flickr", release=True, table2=True),
-    "cub": Dataset("CUB", "CUB_200_2011/images", release=True, table2=True),
-    "openimages": Dataset("OpenImages", "images", release=True, single_positive=False),
-    "demo": Dataset("Demo", "images"),
-    "custom": Dataset("Custom", ""),
+    "pascal": DatasetInfo("VOC", "VOCdevkit/VOC2012/JPEGImages", release=True, table2=True),
+    "coco": DatasetInfo("COCO", "", release=True, table2=True),
+    "nuswide": DatasetInfo("NUS-WIDE", "Flickr", release=True, table2=True),
+    "cub": DatasetInfo("CUB", "CUB_200_2011/images", release=True, table2=True),
+    "openimages": DatasetInfo("OpenImages", "images", release=True, single_positive=False),
+    "demo": DatasetInfo("Demo", "images"),
+    "custom": DatasetInfo("Custom", ""),
 }
 IMAGE_ROOTS = {name: dataset.image_root for name, dataset in DATASETS.items()}
 RELEASES = tuple(name for name, dataset in DATASETS.items() if dataset.release)

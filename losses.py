@@ -124,7 +124,7 @@ LLCP_WRITE_RULES = ("authors", "all")
 def permanent_corrections(logits, label_vec_obs, modified, k, rule="authors"):
     """The entries LL-Cp writes as observed positives (+1) into the run's training labels (Eq. 7-9).
 
-    The loss corrects the k largest unobserved losses (``compute_batch_loss``); which of them stay
+    The loss corrects the k largest unobserved losses (``large_loss``); which of them stay
     corrected for the rest of training depends on ``rule``:
       - "authors": as snucml/LargeLossMatters (ac475fe, which made the paper's numbers; HEAD once its
         ``is 'LL-Cp'`` test is fixed): the entries whose masked loss (observed entries at 0) is

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torchvision
-from torchvision.models.convnext import LayerNorm2d
 
 from errors import UserError
 

@@ -15,6 +15,9 @@ BEST_LINEAR = "best_linear.pt"  # the best epoch of Cole et al.'s separate linea
 RESULTS = "results.json"        # written last: the run is finished
 THRESHOLDS = "thresholds.json"  # the per-class thresholds best on val (predict.py --threshold val_f1)
 CURVES = "curves.png"
+# The launchers' (scripts/claims.py, scripts/run_process.py).
+CLAIM = "claim.json"            # which launcher owns the run
+LAUNCH_LOG = "launch.log"       # the stdout and stderr of every process that ran it
 # The analyses' records (analysis.py).
 TRAIN_LABELS, LOSS_HISTORY, TRAJECTORIES = "train_labels.npz", "loss_history.npy", "label_trajectories.npy"
 

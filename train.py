@@ -18,7 +18,6 @@ import curves
 import datasets
 import distributed
 import labels
-import losses
 import methods
 import metrics
 import run_files
@@ -253,7 +252,7 @@ def batch_loss(logits, batch_obs, cfg, epoch, parts, estimate=None):
 
 
 def part_loss(logits, batch_obs, estimate, cfg, epoch):
-    """``batch_loss`` of one part: the method's loss function (methods.py) on its rows, and the
+    """``batch_loss`` of one part: the method's loss function (its file in methods/) on its rows, and the
     entries it writes into the run's labels."""
     method, batch = methods.get(cfg.mod_scheme), methods.Batch(cfg, epoch, estimate)
     loss, modified = method.loss(logits, batch_obs, batch)

@@ -39,6 +39,7 @@ from errors import UserError
 
 FORMAT_VERSION = 1
 MODES = ("vlpl", "damp")
+DEFAULT_MODEL = {"damp": "ViT-B-16", "vlpl": "ViT-L-14-336"}     # the authors' CLIP of each mode
 ARRAYS = {"vlpl": ("global",), "damp": ("global", "crop_max", "crop_min", "crop_mean")}
 CHUNK_SIZE = 512        # images per resumable chunk of the partial folder
 NORMALISATION = ("ImageNet mean/std (datasets.normalize); the authors feed CLIP ImageNet-normalised "

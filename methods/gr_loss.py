@@ -116,8 +116,8 @@ def _check_gr_v(value):
 GR_V = dataclasses.replace(GR_V, check=_check_gr_v)
 
 
-def gr_schedule(epoch, cfg):
-    """This epoch's w, b, mu, sigma of GR-Loss (gr_schedule)."""
+def epoch_schedule(epoch, cfg):
+    """This epoch's w, b, mu, sigma of GR-Loss (``gr_schedule`` with the run's settings)."""
     options = cfg.method_options
     # Style within counts the frozen epochs in --num_epochs; after Cole et al.'s separate linear phase the
     # fine-tuning epochs count from 1 (cfg.phase_epoch), so the schedule starts there.
@@ -127,12 +127,12 @@ def gr_schedule(epoch, cfg):
 
 def _gr(logits, labels, batch):
     q2, q3 = batch.cfg.method_options["gr_q"]
-    return gr_loss(logits, labels, **gr_schedule(batch.epoch, batch.cfg), q2=q2, q3=q3)
+    return gr_loss(logits, labels, **epoch_schedule(batch.epoch, batch.cfg), q2=q2, q3=q3)
 
 
 register(Method("GR-Loss", _gr, "generalized robust loss: soft pseudo-labels and Gaussian reweighting", _GR,
                 flags=(GR_K, GR_V, GR_Q), advice=f"GR-Loss ({_GR}; defaults of the authors' config.py)",
                 # The authors' config.py: Adam at 1e-5, batch 8, 8 epochs, early stop 2 points below the best.
                 settings=lambda dataset: dict(optimizer="adam", lr=1e-5, bsize=8, num_epochs=8, early_stop_drop=2.0),
-                schedule=gr_schedule,
+                schedule=epoch_schedule,
                 paper_row=False, published=end_to_end({"pascal": 89.8, "coco": 73.2, "nuswide": 49.1})))

@@ -27,7 +27,8 @@ import socket
 import subprocess
 import uuid
 
-CLAIM = "claim.json"
+from run_files import CLAIM  # the repository is on the path: experiments.py and the tests put it there
+
 # squeue's final job states: the job's processes have ended.
 FINAL_JOB_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                     "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"}

@@ -13,7 +13,6 @@ A table's paper column is chosen from the folder name (or --paper); runs not yet
 left out and counted.
 """
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict

@@ -16,7 +16,7 @@ started, after the runs they need.
 
 Folder names of table rows (protocol_runs), so that no two kinds of run ever share a folder:
     <dataset>_<method>_<protocol>[_li-<style>][_linear][_b<bsize>_lr<lr>]_s<seed>
-<protocol>: ll or cole (ROW_PROTOCOLS); _li-<style>: --train_mode linear_init with --linear_init_style
+<protocol>: ll or cole (the row's registry entry); _li-<style>: --train_mode linear_init with --linear_init_style
 within or cole; _linear: a linear-only run of the LinearInit search (--num_epochs 0), whose
 b<bsize>_lr<lr> are --linear_init_bsize / --linear_init_lr; otherwise b<bsize>_lr<lr> are a Cole
 search run's --bsize / --lr. Examples: coco_LL-R_ll_s0, coco_LL-R_ll_li-within_s0,
@@ -37,6 +37,7 @@ SCORER = os.path.join(REPO_DIR, "scripts", "zero_shot_scores.py")
 sys.path.insert(0, REPO_DIR)
 import config  # noqa: E402  (after the repository is on the path: the published linear-phase pairs)
 import methods  # noqa: E402
+import run_files  # noqa: E402
 import zero_shot  # noqa: E402
 from errors import UserError  # noqa: E402
 
@@ -56,37 +57,24 @@ DEMO_FLAGS = ["--arch", "resnet18", "--weights", "demo", "--image_size", "64", "
               "--num_epochs", "6", "--num_workers", "2"]
 DEMO_DELTA_REL = 3.0
 
-# The rows of Tables 2 and 3: folder key, main.py flags. LL-* rows take the authors' delta_rel for
-# the dataset (config.PAPER_SETTINGS) unless a script passes --delta_rel.
-METHODS = {
-    "full": ["--mod_scheme", "AN", "--train_set_variant", "clean"],
-    "AN": ["--mod_scheme", "AN"],
-    "WAN": ["--mod_scheme", "WAN"],
-    "LSAN": ["--mod_scheme", "LSAN"],
-    "EPR": ["--mod_scheme", "EPR"],
-    "ROLE": ["--mod_scheme", "ROLE"],
-    "IU": ["--mod_scheme", "IU"],
-    "LL-R": ["--mod_scheme", "LL-R"],
-    "LL-Ct": ["--mod_scheme", "LL-Ct"],
-    "LL-Cp": ["--mod_scheme", "LL-Cp"],
-}
-LL_METHODS = ("LL-R", "LL-Ct", "LL-Cp")
-# Not rows of the paper, added by name (--methods): every registered method that is not one (CSL, EM,
-# EM-APL, GR-Loss, ...), and the LL schemes with BoostLU.
-BEYOND_PAPER = {name: ["--mod_scheme", name] for name, m in methods.REGISTRY.items() if not m.paper_row}
-BEYOND_PAPER.update({f"{scheme}+BoostLU": ["--mod_scheme", scheme, "--boostlu"] for scheme in LL_METHODS})
-METHODS.update(BEYOND_PAPER)
+def rate_scheme(method):
+    """Whether a method's modified share grows with --delta_rel (its entry's ``modification_rate``)."""
+    return method is not None and methods.get(method).rate_scheme
 
 
-# The one place that decides under which training protocol (main.py --protocol, config.PROTOCOLS) each
-# row runs: the protocol that made its published number. The LL paper cites Cole et al. [7] for WAN,
-# LSAN, EPR and ROLE, so those rows run Cole et al.'s way, with their search over COLE_SEARCH. Full
-# label, Naive AN, Naive IU, the LL rows and CSL run under the LL paper's settings (README "Table 2").
-# The methods after the paper (BEYOND_PAPER) report their numbers under the LL protocol, with their
-# authors' own batch size and stopping (their entry's `settings`, methods.py).
-ROW_PROTOCOLS = {"full": "ll", "AN": "ll", "WAN": "cole", "LSAN": "cole", "EPR": "cole", "ROLE": "cole",
-                 "IU": "ll", "LL-R": "ll", "LL-Ct": "ll", "LL-Cp": "ll", "CSL": "ll",
-                 **{name: "ll" for name in BEYOND_PAPER}}
+# The rows of the tables that runs make (methods.Row, registered by each method's family): folder key
+# -> its main.py flags. LL-* rows take the authors' delta_rel for the dataset (their entry's settings)
+# unless a script passes --delta_rel.
+ROWS = {row.key: row for row in methods.rows_in_order() if row.flags}
+METHODS = {key: list(row.flags) for key, row in ROWS.items()}
+# The rows of a rate scheme alone (LL-R, LL-Ct, LL-Cp), which the demo and Table 3 give a delta_rel.
+LL_METHODS = tuple(key for key, row in ROWS.items() if not (row.clean or row.boostlu) and rate_scheme(row.method))
+# Not rows of the paper, added by name (--methods): CSL, the methods after the paper, LL + BoostLU.
+BEYOND_PAPER = {key: flags for key, flags in METHODS.items() if not ROWS[key].paper_row}
+# Each row runs under the training protocol (main.py --protocol, config.PROTOCOLS) that made its
+# published number, its entry's ``protocol``: the LL paper cites Cole et al. [7] for WAN, LSAN, EPR and
+# ROLE, so those rows run Cole et al.'s way, with their search over COLE_SEARCH; the others under the
+# LL paper's settings, the methods after it with their authors' own batch size and stopping.
 
 
 @dataclasses.dataclass
@@ -100,7 +88,7 @@ class BestOf:
         """The best candidate's flags, or None while one has no results.json yet."""
         scores = {}
         for name in self.candidates:
-            path = os.path.join(save_path, name, "results.json")
+            path = os.path.join(save_path, name, run_files.RESULTS)
             if not os.path.exists(path):
                 return None
             with open(path) as f:
@@ -118,9 +106,11 @@ class Run:
     name: str          # folder name under the script's --save_path
     dataset: str
     args: list         # main.py flags besides --dataset, --data_dir, --save_path, --exp_name
+    method: str = None  # the registered method it trains (methods/)
     fixed: list = dataclasses.field(default_factory=list)   # after the user's flags, which must not
                                                             # override them (a linear-only run's --num_epochs 0)
     after: typing.Optional[BestOf] = None                   # flags from other runs' results
+
 
 
 def script_parser(doc, save_name):
@@ -136,9 +126,11 @@ def script_parser(doc, save_name):
                    help="GPUs per run: above 1, each run starts under torchrun with this many processes, "
                         "which share each --bsize batch (README 'Several GPUs')")
     p.add_argument("--dry_run", action="store_true", help="list the runs and their state; start nothing")
-    for mode, method, model in (("vlpl", "VLPL", "ViT-L/14-336"), ("damp", "AEVLP", "ViT-B/16")):
+    for mode in zero_shot.MODES:
+        readers = " and ".join(m.name for m in methods.REGISTRY.values() if m.scores == mode)
         p.add_argument(f"--clip_{mode}", default=None, metavar="FILE",
-                       help=f"the CLIP {model} weights file from which the {method} rows' zero-shot scores are made "
+                       help=f"the CLIP {zero_shot.DEFAULT_MODEL[mode]} weights file from which the {readers} rows' "
+                            f"zero-shot scores are made "
                             f"first, once per dataset (scripts/zero_shot_scores.py --mode {mode} --weights; "
                             f"docs/methods.md). --demo scores with the demo backbone's own head instead")
     p.add_argument("--demo", action="store_true",
@@ -214,7 +206,7 @@ def parse(parser, argv):
 def method_runs(methods, datasets, seeds, extra=(), suffix=""):
     """One run per method, dataset and seed, named <dataset>_<method><suffix>_s<seed>."""
     return [Run(f"{dataset}_{method}{suffix}_s{seed}", dataset,
-                [*METHODS[method], *extra, "--seed", str(seed)])
+                [*METHODS[method], *extra, "--seed", str(seed)], ROWS[method].method)
             for dataset in datasets for method in methods for seed in range(seeds)]
 
 
@@ -225,11 +217,10 @@ def _pair(bsize, lr):
 def linear_search_pending(method, dataset, linear_init_style):
     """Whether a row runs the linear-only search first: Cole et al.'s LinearInit with no published
     linear-phase pair for the method on the dataset (config.COLE_LINEAR_INIT: LSAN and ROLE only)."""
-    scheme = METHODS[method][METHODS[method].index("--mod_scheme") + 1]
-    return linear_init_style == "cole" and config.COLE_LINEAR_INIT.get(scheme, {}).get(dataset) is None
+    return linear_init_style == "cole" and config.COLE_LINEAR_INIT.get(ROWS[method].method, {}).get(dataset) is None
 
 
-def cole_runs(base, dataset, flags, search, seed, linear_search):
+def cole_runs(base, dataset, flags, search, seed, linear_search, method=None):
     """A Cole row's runs for one seed: one per (bsize, lr) of ``search``. With ``linear_search``, first
     the linear-only runs, one per (bsize, lr) as the linear phase's pair, 25 epochs, nothing after
     (--num_epochs 0); the fine-tuning runs then take the pair with the best val mAP, as Cole et al. fix
@@ -240,17 +231,17 @@ def cole_runs(base, dataset, flags, search, seed, linear_search):
               for b, lr in grid} if linear_search else {}
     # A linear-only run trains no fine-tuning epoch, but --protocol cole requires a --lr: the linear
     # pair as --bsize / --lr too, so its config.json records the pair it ran.
-    runs = [Run(name, dataset, [*flags, "--bsize", pair[3], "--lr", pair[1], *pair, *seed_flags],
+    runs = [Run(name, dataset, [*flags, "--bsize", pair[3], "--lr", pair[1], *pair, *seed_flags], method,
                 fixed=["--num_epochs", "0"]) for name, pair in linear.items()]
     after = BestOf(linear, "after linear search") if linear else None
     runs += [Run(f"{base}_{_pair(b, lr)}_s{seed}", dataset, [*flags, "--bsize", str(b), "--lr", str(lr), *seed_flags],
-                 after=after) for b, lr in grid]
+                 method, after=after) for b, lr in grid]
     return runs
 
 
 def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: (),
                   linear_init_style_of=lambda protocol: None):
-    """The runs of table rows, each under its ROW_PROTOCOLS protocol, named as the module says: one
+    """The runs of table rows, each under its entry's protocol, named as the module says: one
     run per dataset and seed for an LL row; a Cole row, one per (bsize, lr) of ``search`` (a dict like
     config.COLE_SEARCH), of which the collector keeps the best on val mAP. ``extra_of(protocol)``: more
     main.py flags for the rows of that protocol; ``linear_init_style_of(protocol)``: their LinearInit
@@ -259,15 +250,16 @@ def protocol_runs(methods, datasets, seeds, search, extra_of=lambda protocol: ()
     runs = []
     for dataset in datasets:
         for method in methods:
-            protocol = ROW_PROTOCOLS[method]
+            protocol = ROWS[method].protocol
             style = linear_init_style_of(protocol)
             flags = [*METHODS[method], "--protocol", protocol, *extra_of(protocol)]
             base = f"{dataset}_{method}_{protocol}" + (f"_li-{style}" if style else "")
             for seed in range(seeds):
                 if protocol == "cole":
-                    runs += cole_runs(base, dataset, flags, search, seed, linear_search_pending(method, dataset, style))
+                    runs += cole_runs(base, dataset, flags, search, seed, linear_search_pending(method, dataset, style),
+                                      ROWS[method].method)
                 else:
-                    runs.append(Run(f"{base}_s{seed}", dataset, [*flags, "--seed", str(seed)]))
+                    runs.append(Run(f"{base}_s{seed}", dataset, [*flags, "--seed", str(seed)], ROWS[method].method))
     return runs
 
 
@@ -275,7 +267,7 @@ def command(run, opts, passthrough=()):
     """The main.py command line of a run (without --resume); a run waiting on others lists the flags
     it will take from them with the value '<best>'."""
     demo = [*DEMO_FLAGS] if opts.demo else []
-    if opts.demo and "--delta_rel" not in run.args and any(m in run.args for m in LL_METHODS):
+    if opts.demo and "--delta_rel" not in run.args and rate_scheme(run.method):
         demo += ["--delta_rel", str(DEMO_DELTA_REL)]
     after = []
     if run.after is not None:
@@ -292,7 +284,7 @@ def command(run, opts, passthrough=()):
 def has_checkpoint(folder):
     """Whether a last.pt lies in ``folder`` or below it: a CSL run killed in its stage 1 leaves only
     csl_prior_ignore/last.pt, and main.py refuses to restart such a folder without --resume."""
-    return any("last.pt" in files for _, _, files in os.walk(folder))
+    return any(run_files.LAST in files for _, _, files in os.walk(folder))
 
 
 def run_state(run, opts, held=None):
@@ -301,7 +293,7 @@ def run_state(run, opts, held=None):
     'after linear search') while the runs it takes flags from are unfinished, or 'new'. ``held``:
     claims.survey of the sweep's folders (read here for this run's folder when None)."""
     folder = os.path.join(opts.save_path, run.name)
-    if os.path.exists(os.path.join(folder, "results.json")):
+    if run_files.finished(folder):
         return "done"
     claim = (claims.survey([folder]) if held is None else held).get(folder)
     if claim is not None and claim.alive:
@@ -322,7 +314,7 @@ def summary(states):
 
 def score_mode(run):
     """The zero-shot score file a run's method reads (methods.Method.scores), or None."""
-    return methods.get(run.args[run.args.index("--mod_scheme") + 1]).scores if "--mod_scheme" in run.args else None
+    return None if run.method is None else methods.get(run.method).scores
 
 
 @dataclasses.dataclass
@@ -380,7 +372,7 @@ def sweep_tasks(runs, steps, opts, passthrough=()):
         needs = [*(run.after.candidates if run.after else []),
                  *([step_of[run.dataset, score_mode(run)]] if score_mode(run) else [])]
         sweep.append(tasks.Task(run.name, folder, functools.partial(start_command, run, opts, tuple(passthrough)),
-                                os.path.join(folder, "results.json"), needs))
+                                os.path.join(folder, run_files.RESULTS), needs))
     return sweep
 
 

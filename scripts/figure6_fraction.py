@@ -14,6 +14,7 @@ Demo:      python scripts/figure6_fraction.py --demo --fractions 0.25 0.5 1.0
 import sys
 
 import experiments
+import datasets  # noqa: E402  (experiments puts the repository on the path)
 
 FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 METHODS = ("full", "AN", "LL-R", "LL-Ct", "LL-Cp")
@@ -21,7 +22,7 @@ METHODS = ("full", "AN", "LL-R", "LL-Ct", "LL-Cp")
 
 def main(argv=None):
     parser = experiments.script_parser(__doc__, "figure6")
-    parser.add_argument("--dataset", default="coco", choices=("pascal", "coco", "nuswide", "cub"))
+    parser.add_argument("--dataset", default="coco", choices=datasets.TABLE2)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=tuple(experiments.METHODS))
     parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS,
                         help="fractions of the training images to keep, in (0, 1]")

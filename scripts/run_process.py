@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import claims
+from run_files import LAUNCH_LOG as LOG
 
-LOG = "launch.log"
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

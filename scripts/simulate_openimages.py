@@ -35,6 +35,8 @@ import numpy as np
 from PIL import Image
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_DIR)
+import run_files  # noqa: E402  (the run folder's file names: the same in every checkout --repo may name)
 # The paper's OpenImages V3 (Section 4.2) and the release's human-verification lines per split.
 RELEASE = {"train": (3_400_000, 20_900_000), "validation": (42_000, 550_000), "test": (125_000, 1_670_000)}
 NUM_CLASSES = 5000
@@ -214,7 +216,7 @@ def main(argv=None):
     max_bytes = args.max_gb * 2**30
     results = []
     os.makedirs(runs, exist_ok=True)
-    log = os.path.join(runs, "sim", "log.jsonl")
+    log = os.path.join(runs, "sim", run_files.LOG)
     for stage in args.stages:
         if stage == "prepare":
             shutil.rmtree(data, ignore_errors=True)
@@ -231,7 +233,7 @@ def main(argv=None):
         else:
             results.append(run_stage("resume: epoch 2 + val + test", train_command(
                 args.repo, data, runs, args.nproc, args.steps, resume=True), os.path.join(args.work, "resume.log"), max_bytes))
-            last = os.path.join(runs, "sim", "last.pt")
+            last = os.path.join(runs, "sim", run_files.LAST)
             results[-1]["last_pt_gb"] = round(os.path.getsize(last) / 2**30, 3) if os.path.isfile(last) else None
         print(json.dumps(results[-1]), flush=True)
     with open(os.path.join(args.work, "simulation.json"), "w") as f:

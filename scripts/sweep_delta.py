@@ -24,7 +24,8 @@ DEMO_GRID = [1.0, 2.0, 3.0, 4.0, 5.0]     # 6 demo epochs need larger rates to a
 
 def sweep_runs(dataset, scheme, deltas, seeds):
     return [experiments.Run(f"{dataset}_{scheme}_d{delta:g}_s{seed}", dataset,
-                            [*experiments.METHODS[scheme], "--delta_rel", str(delta), "--seed", str(seed)])
+                            [*experiments.METHODS[scheme], "--delta_rel", str(delta), "--seed", str(seed)],
+                            experiments.ROWS[scheme].method)
             for delta in deltas for seed in range(seeds)]
 
 

@@ -10,6 +10,7 @@ import os
 import claims
 import run_process
 import tasks
+from run_files import LAST, LOG
 
 MANIFEST = "sweep.json"
 ORDER = ("done", "running", "queued", "failed", "interrupted", "not started")
@@ -44,7 +45,7 @@ def manifest_tasks(save_path):
 
 def epochs_logged(folder):
     try:
-        with open(os.path.join(folder, "log.jsonl")) as f:
+        with open(os.path.join(folder, LOG)) as f:
             return sum(1 for line in f if line.strip())
     except FileNotFoundError:
         return 0
@@ -55,13 +56,13 @@ def task_status(task, held):
     if task.done():
         return "done", task.outcome()
     claim = held.get(task.folder)
-    logged = os.path.exists(os.path.join(task.folder, "log.jsonl"))
+    logged = os.path.exists(os.path.join(task.folder, LOG))
     progress = f"{epochs_logged(task.folder)} epochs logged" if logged else ""
     if claim is not None and claim.alive:
         return claim.state, ", ".join(filter(None, [claim.owner, progress]))
     if claim is not None:
         return "failed", ", ".join(filter(None, [claim.state, claim.owner, progress]))
-    if os.path.exists(os.path.join(task.folder, "last.pt")):
+    if os.path.exists(os.path.join(task.folder, LAST)):
         return "interrupted", ", ".join(filter(None, ["resumes at the next launch", progress]))
     return "not started", ""
 

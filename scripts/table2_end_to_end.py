@@ -4,7 +4,7 @@ weights with everything learning from the start.
 Command:   python scripts/table2_end_to_end.py --data_dir data --seeds 3
            then  python scripts/collect.py table runs/table2_end_to_end --paper table2_end_to_end
 Runs:      9 methods (Full label, Naive AN, WAN, LSAN, EPR, ROLE, LL-R, LL-Ct, LL-Cp) x 4 datasets x
-           seeds, each row under the protocol that made its published number (experiments.ROW_PROTOCOLS):
+           seeds, each row under the protocol that made its published number (its registry entry's protocol):
            Full label, Naive AN and the LL rows under the LL paper's (ResNet-50, 448 px, batch 16, 10
            epochs, the authors' optimizer, lr and delta_rel per dataset, config.PAPER_SETTINGS); WAN, LSAN,
            EPR and ROLE under Cole et al.'s (Adam, no 10x head, no early stop), each as their search of

@@ -27,6 +27,7 @@ Demo:      python scripts/table3_openimages.py --demo   (the same 7 methods on t
 import sys
 
 import experiments
+import methods
 
 METHODS = ("AN", "IU", "WAN", "LSAN", "LL-R", "LL-Ct", "LL-Cp")
 PAPER_FLAGS = ["--arch", "resnet101", "--image_size", "224", "--bsize", "288"]
@@ -34,8 +35,10 @@ PAPER_FLAGS = ["--arch", "resnet101", "--image_size", "224", "--bsize", "288"]
 
 def main(argv=None):
     parser = experiments.script_parser(__doc__, "table3_openimages")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=(*METHODS, "CSL"),
-                        help="CSL (the class-aware selective loss) is not a row of the paper: add it by name")
+    beyond = [key for key, row in experiments.ROWS.items() if key not in METHODS and not row.boostlu
+              and methods.get(row.method).scores is None]        # no zero-shot scores of OpenImages
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=(*METHODS, *beyond),
+                        help=f"rows beyond the paper, added by name: {', '.join(beyond)}")
     parser.add_argument("--delta_rel", type=float, default=None,
                         help="percent per epoch for LL-R/LL-Ct/LL-Cp on OpenImages (required, no published value)")
     opts, passthrough = experiments.parse(parser, argv)
@@ -47,7 +50,7 @@ def main(argv=None):
     runs = experiments.method_runs(opts.methods, ["demo" if opts.demo else "openimages"], opts.seeds,
                                    ["--protocol", "ll", *([] if opts.demo else PAPER_FLAGS)], suffix="_ll")
     for run in runs:
-        if opts.delta_rel is not None and any(m in run.args for m in experiments.LL_METHODS):
+        if opts.delta_rel is not None and experiments.rate_scheme(run.method):
             run.args += ["--delta_rel", str(opts.delta_rel)]
     return experiments.launch(runs, opts, passthrough)
 

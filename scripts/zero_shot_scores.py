@@ -21,7 +21,6 @@ import zero_shot  # noqa: E402
 from errors import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = {"damp": "ViT-B-16", "vlpl": "ViT-L-14-336"}
 # VLPL's VOC/COCO text features are of the class names alone (their *_labelonly.npy); AEVLP's prompt
 # learner starts from (and, never trained, stays at) "a photo of a".
 DEFAULT_PROMPT = {"damp": "a photo of a {}.", "vlpl": "{}"}
@@ -74,7 +73,7 @@ def build_scorer(args, class_names, device):
     if args.scorer == "demo":
         return zero_shot.DemoHeadScorer(device, class_names)
     model = args.model or (os.path.splitext(os.path.basename(args.model_config))[0] if args.model_config
-                           else DEFAULT_MODEL[args.mode])
+                           else zero_shot.DEFAULT_MODEL[args.mode])
     temperature = args.temperature or (0.1 if args.mode == "damp" and args.dataset == "cub" else 0.01)
     sparse_topk = args.sparse_topk or zero_shot.AEVLP_RELATION.get(args.dataset, (None,))[0]
     return zero_shot.ClipScorer(model, args.weights or default_weights(model), class_names,

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-import methods
 import train
 from config import build_config, get_args_parser
+from methods.gr_loss import epoch_schedule
 
 
 def config(*argv):
@@ -48,9 +48,9 @@ def test_gr_schedule_starts_at_the_first_fine_tuning_epoch():
     cole = config("--dataset", "coco", "--mod_scheme", "GR-Loss", "--train_mode", "linear_init",
                   "--linear_init_style", "cole", "--linear_init_lr", "1e-3")
     for t in (1, 2, 8):
-        values = methods.gr_schedule(t, cole)
+        values = epoch_schedule(t, cole)
         assert values["mu"] == pytest.approx(0.5 + 0.3 * t / 8) and values["w"] == pytest.approx(2 * (t - 1) / 8)
-    assert methods.gr_schedule(25, cole)["mu"] == pytest.approx(0.8)      # past T: the final values
+    assert epoch_schedule(25, cole)["mu"] == pytest.approx(0.8)      # past T: the final values
 
 
 def test_cole_linear_phase_trains_on_unflipped_features():

@@ -11,7 +11,6 @@ import main
 import methods
 import train
 from config import build_config, get_args_parser
-from errors import UserError
 from methods.em import apl_count, apl_select, em_loss
 from methods.gr_loss import gr_loss, gr_schedule
 

@@ -72,7 +72,7 @@ def test_ll_cp_corrections_persist_through_the_loop(demo_args, tmp_path, rule, w
     corrections = train.labels.Corrections(len(train_split), 12)
     train_labels = train.labels.TrainingLabels(train_split.labels_obs, train_split.labels, corrections)
     loader = train.make_loader(train_split, cfg, train=True, generator=torch.Generator().manual_seed(0))
-    written_so_far = 0
+    written_so_far = written_true_so_far = 0
     for epoch in (1, 2, 3):
         stats = train.train_one_epoch(model, loader, optimizer, train_labels, cfg, epoch, "cpu")
         # The labels the next epoch reads: every row, with the corrections written in.

@@ -111,6 +111,10 @@ class Cluster:
                 raise RuntimeError(f"the test SLURM cluster did not come up ({what}); logs in {self.folder}")
             time.sleep(0.2)
 
+    def set_partition(self, state):
+        """UP, or DOWN: jobs submitted then stay queued (PENDING) until it is UP again."""
+        subprocess.run(["scontrol", "update", f"PartitionName={PARTITION}", f"State={state}"], check=True)
+
     def job_states(self):
         """{job id: state} of every job the controller knows."""
         return dict(line.split("|") for line in self.run("squeue", "-h", "-t", "all", "-o", "%i|%T").split())

@@ -45,21 +45,25 @@ def wait_for_epochs(run_dir, count, timeout_s=120):
 
 def test_slurm_sweep_equals_serial_and_a_second_launch_submits_nothing(slurm, sweep_data, serial_sweep, tmp_path):
     argv = [*SWEEP_FLAGS, "--data_dir", sweep_data, "--save_path", str(tmp_path), *JOB_FLAGS]
-    first = run_script("table2_end_to_end.py", *argv)
-    assert first.returncode == 0, first.stdout + first.stderr
-    jobs = submitted_jobs(first.stdout)
-    assert sorted(jobs) == ["demo_AN_ll_s0", "demo_LL-R_ll_s0"]
-    for name, job_id in jobs.items():                                # each claim names its job
-        assert json.loads((tmp_path / name / "claim.json").read_text())["job_id"] == job_id
+    slurm.set_partition("DOWN")          # the jobs wait in the queue until the status below has seen them
+    try:
+        first = run_script("table2_end_to_end.py", *argv)
+        assert first.returncode == 0, first.stdout + first.stderr
+        jobs = submitted_jobs(first.stdout)
+        assert sorted(jobs) == ["demo_AN_ll_s0", "demo_LL-R_ll_s0"]
+        for name, job_id in jobs.items():                                # each claim names its job
+            assert json.loads((tmp_path / name / "claim.json").read_text())["job_id"] == job_id
 
-    second = run_script("table2_end_to_end.py", *argv)                 # while the jobs are queued or running
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert submitted_jobs(second.stdout) == {}
-    assert "SLURM launcher: 0 jobs submitted, 2 queued or running already" in second.stdout
-    status = run_script("experiments.py", "status", str(tmp_path)).stdout.splitlines()
-    for name, job_id in jobs.items():                                # queued or running, with its job
-        (line,) = [line for line in status if f" {name}  (job {job_id} " in line]
-        assert line.split()[0] in ("queued", "running")
+        second = run_script("table2_end_to_end.py", *argv)                 # while the jobs are queued
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert submitted_jobs(second.stdout) == {}
+        assert "SLURM launcher: 0 jobs submitted, 2 queued or running already" in second.stdout
+        status = run_script("experiments.py", "status", str(tmp_path)).stdout.splitlines()
+        for name, job_id in jobs.items():                                # queued, with its job
+            (line,) = [line for line in status if f" {name}  (job {job_id} " in line]
+            assert line.split()[0] == "queued", status
+    finally:
+        slurm.set_partition("UP")
 
     assert wait_for_jobs(slurm, jobs.values()) == {j: "COMPLETED" for j in jobs.values()}
     for name in jobs:

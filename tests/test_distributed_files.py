@@ -41,7 +41,7 @@ def _worker(rank, world, port, argv, out, slow_name):
 
     def finish(self):
         seen["estimate"] = None if self.label_estimate is None else self.label_estimate.state_dict()
-        seen["prior"] = self.prior
+        seen["prior"] = getattr(self.label_estimate, "prior", None)     # CSL's ClassPrior
         return real_finish(self)
 
     train.evaluate, train.save_atomic, train.np.save, train.Training.finish = (

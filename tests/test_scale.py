@@ -12,6 +12,7 @@ import torch
 import datasets
 import labels
 import main
+import methods.cole
 import train
 from config import build_config, get_args_parser
 from helpers import interrupt_then_resume, read_log
@@ -96,7 +97,7 @@ def test_checkpoints_hold_what_the_run_changed_never_the_labels(demo_args, tmp_p
 
 def test_per_image_state_that_cannot_fit_is_refused_before_it_is_made(demo_args, capsys, monkeypatch):
     monkeypatch.setattr(train, "available_memory", lambda device: 10_000)         # bytes
-    monkeypatch.setattr(train.losses, "LabelEstimate", lambda *a: pytest.fail("the estimate was allocated"))
+    monkeypatch.setattr(methods.cole, "LabelEstimate", lambda *a: pytest.fail("the estimate was allocated"))
     assert main.main(demo_args("--mod_scheme", "ROLE", "--num_epochs", "1")) == 2
     err = capsys.readouterr().err
     # 16 bytes a cell: 77 x 12 x 16 = 14,784 bytes.

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import losses
 import main
 import models
 import train
@@ -174,10 +175,10 @@ def test_bf16_autocast_keeps_the_loss_and_the_modified_entries():
     obs[torch.arange(16), torch.arange(16) % 12] = 1
     with torch.no_grad():
         # LL-Ct in epoch 5 at delta_rel 3: k = ceil(16 * 12 * 12 %) = 24.
-        loss32, modified32 = train.losses.large_loss(model(images), obs, correct=True, k=24)
+        loss32, modified32 = losses.large_loss(model(images), obs, correct=True, k=24)
         with torch.autocast("cpu", dtype=train.autocast_dtype("bf16", "cpu")):
             logits16 = model(images)
-        loss16, modified16 = train.losses.large_loss(logits16, obs, correct=True, k=24)
+        loss16, modified16 = losses.large_loss(logits16, obs, correct=True, k=24)
     assert logits16.dtype == torch.bfloat16 and int(modified32.sum()) == int(modified16.sum()) == 24
     assert abs(loss16.item() - loss32.item()) < 0.01 * loss32.item()
     assert int((modified32 ^ modified16).sum()) <= 4

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import run_files
+
 # Label states of the trajectories (paper Fig. 3), per entry and epoch.
 NEGATIVE, OBSERVED, CORRECTED, REJECTED, NOT_RUN = 0, 1, 2, 3, -1
 STATE_NAMES = {NEGATIVE: "assumed negative", OBSERVED: "observed positive",
@@ -78,13 +80,13 @@ class TrainingRecorder:
         self.initial_obs = np.asarray(labels_obs, dtype=np.int8)
         num_images, num_classes = self.initial_obs.shape
         self.num_traced = min(num_traced, num_images)
-        np.savez(os.path.join(run_dir, "train_labels.npz"), labels_obs=self.initial_obs,
+        np.savez(os.path.join(run_dir, run_files.TRAIN_LABELS), labels_obs=self.initial_obs,
                  images=np.asarray(images), **({} if labels_true is None
                                                else {"labels_true": np.asarray(labels_true, np.uint8)}))
-        self.losses = (_open_record(os.path.join(run_dir, "loss_history.npy"),
+        self.losses = (_open_record(os.path.join(run_dir, run_files.LOSS_HISTORY),
                                     (num_epochs, num_images, num_classes), np.float16, np.nan, resume)
                        if record_losses else None)
-        self.trajectories = (_open_record(os.path.join(run_dir, "label_trajectories.npy"),
+        self.trajectories = (_open_record(os.path.join(run_dir, run_files.TRAJECTORIES),
                                           (num_epochs, self.num_traced, num_classes), np.int8, NOT_RUN, resume)
                              if self.num_traced else None)
 

@@ -132,18 +132,23 @@ class Split:
         return np.array([self.paths[i] for i in range(len(self))])
 
 
+def images_path(data_dir, phase):
+    """The formatted (N,) image names of a file set."""
+    return labels.dense_path(data_dir, phase, "images")
+
+
 def load_formatted(data_dir, phase):
     """One formatted file set: (image names, observed-label store, full-label store or None), the
     names and labels memory-mapped and checked."""
-    images_path = os.path.join(data_dir, f"formatted_{phase}_images.npy")
-    if not os.path.isfile(images_path) or not labels.exists(data_dir, phase, "labels_obs"):
-        raise UserError(f"missing {images_path} or {labels.dense_path(data_dir, phase, 'labels_obs')}: prepare the "
+    names_path = images_path(data_dir, phase)
+    if not os.path.isfile(names_path) or not labels.exists(data_dir, phase, "labels_obs"):
+        raise UserError(f"missing {names_path} or {labels.dense_path(data_dir, phase, 'labels_obs')}: prepare the "
                         f"dataset first (data/README.md)")
-    images = np.load(images_path, mmap_mode="r")
+    images = np.load(names_path, mmap_mode="r")
     labels_obs = labels.load_store(data_dir, phase, "labels_obs", (-1, 0, 1))
     truth = labels.load_store(data_dir, phase, "labels", (0, 1))
     if images.ndim != 1 or labels_obs.shape[0] != len(images):
-        raise UserError(f"{data_dir} ({phase}): {images_path} has shape {images.shape} but its observed labels "
+        raise UserError(f"{data_dir} ({phase}): {names_path} has shape {images.shape} but its observed labels "
                         f"{labels_obs.shape}; expected (N,) and (N, K)")
     if truth is not None:
         if truth.shape != labels_obs.shape:
@@ -166,7 +171,7 @@ def check_agreement(truth, observed, name):
 
 def has_own_validation(data_dir):
     """Whether the dataset ships its own validation split (three file sets), or is Cole et al.'s two."""
-    return os.path.isfile(os.path.join(data_dir, "formatted_test_images.npy"))
+    return os.path.isfile(images_path(data_dir, "test"))
 
 
 def resized_copy(data_dir, image_size):

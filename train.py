@@ -157,10 +157,7 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
     net.train()
     method = methods.get(cfg.mod_scheme)
     total_loss = torch.zeros((), device=device)
-    num_modified = torch.zeros((), dtype=torch.long, device=device)
-    num_modified_true = torch.zeros((), dtype=torch.long, device=device)
-    num_written = torch.zeros((), dtype=torch.long, device=device)
-    num_written_true = torch.zeros((), dtype=torch.long, device=device)
+    counts = {name: torch.zeros((), dtype=torch.long, device=device) for name in ENTRY_COUNTS}
     first_bad_step = torch.zeros((), dtype=torch.long, device=device)     # 0: every loss finite so far
     num_seen = 0
     scaler = scaler or torch.amp.GradScaler(torch.device(device).type, enabled=False)
@@ -194,13 +191,8 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
 
         if written is not None:            # LL-Cp: its permanent corrections persist in the run's labels
             train_labels.write(positions, written)
-            num_written += written.sum()
         total_loss += loss.detach() * len(idx)
-        num_modified += modified.sum()
-        if batch_true is not None:
-            num_modified_true += (modified & batch_true).sum()
-            if written is not None:
-                num_written_true += (written & batch_true).sum()
+        count_entries(counts, modified, written, batch_true)
         num_seen += len(idx)
         if step % 20 == 0 or step == len(loader):
             if first_bad_step.item():
@@ -209,16 +201,38 @@ def train_one_epoch(net, loader, optimizer, train_labels, cfg, epoch, device, la
             bar.set_postfix(loss=f"{total_loss.item() / num_seen:.4f}")
 
     train_labels.end_epoch()
-    stats = {"train_loss": total_loss.item() / num_seen, **method.epoch_stats(epoch, cfg),
-             "num_modified": num_modified.item()}
-    if method.writes_labels:
-        stats["num_written"] = num_written.item()
-    if train_labels.truth is not None:
-        stats["num_modified_true_pos"] = num_modified_true.item()
-        stats["modification_precision"] = (num_modified_true.item() / num_modified.item()
-                                            if num_modified.item() else None)
-        if method.writes_labels:
-            stats["num_written_true_pos"] = num_written_true.item()
+    return {"train_loss": total_loss.item() / num_seen, **method.epoch_stats(epoch, cfg),
+            **entry_stats({name: count.item() for name, count in counts.items()}, method.writes_labels,
+                          train_labels.truth is not None)}
+
+
+# The label entries an epoch counts: modified by the method, written by it (LL-Cp), and of each, those
+# truly positive (where the truth is known). Summed on the device, read once at the end of the epoch.
+ENTRY_COUNTS = ("modified", "modified_true_pos", "written", "written_true_pos")
+
+
+def count_entries(counts, modified, written, batch_true):
+    """Add a batch's modified and written (or None) entries, (B, K) bool, to ``counts``."""
+    counts["modified"] += modified.sum()
+    if written is not None:
+        counts["written"] += written.sum()
+    if batch_true is not None:
+        counts["modified_true_pos"] += (modified & batch_true).sum()
+        if written is not None:
+            counts["written_true_pos"] += (written & batch_true).sum()
+
+
+def entry_stats(counts, writes_labels, truth_known):
+    """The epoch's log record of ``counts`` (ints): what the method did, and with the truth how well."""
+    stats = {"num_modified": counts["modified"]}
+    if writes_labels:
+        stats["num_written"] = counts["written"]
+    if truth_known:
+        stats["num_modified_true_pos"] = counts["modified_true_pos"]
+        stats["modification_precision"] = (counts["modified_true_pos"] / counts["modified"]
+                                            if counts["modified"] else None)
+        if writes_labels:
+            stats["num_written_true_pos"] = counts["written_true_pos"]
     return stats
 
 

@@ -561,7 +561,7 @@ def load_scores(data_dir, mode, dataset, class_names, num_images, path=None):
         theirs, ours = (names[first] if first < len(names) else "(none)" for names in (record["class_names"], class_names))
         raise UserError(f"{json_path}: class {first} is {theirs!r} but this run's class {first} is {ours!r} "
                         f"({len(record['class_names'])} vs {len(class_names)} classes)")
-    images_file = os.path.join(data_dir, "formatted_train_images.npy")
+    images_file = datasets.images_path(data_dir, "train")
     if os.path.isfile(images_file):
         current = image_list_sha256(np.load(images_file))
         if current != record["image_list_sha256"]:

@@ -25,6 +25,7 @@ import torchvision
 from PIL import ImageDraw
 from tqdm import tqdm
 
+import run_files
 from data import demo
 
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_backbone")
@@ -106,8 +107,7 @@ def ensure_demo_backbone(folder=DEFAULT_DIR, spec=SPEC):
     if os.path.exists(spec_path):
         os.remove(spec_path)
     for path, tensors in ((weights_path, state), (head_path, head)):
-        torch.save(tensors, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        run_files.save(tensors, path)
     with open(spec_path, "w") as f:
         json.dump({"spec": spec, "held_out_accuracy": accuracy, "seconds": round(time.time() - start, 1),
                    "torch_threads": torch.get_num_threads()}, f, indent=2)

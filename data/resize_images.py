@@ -36,8 +36,8 @@ FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
 def image_names(data_dir):
     """{phase: image paths (memory-mapped)} of the dataset's formatted file sets."""
-    names = {phase: np.load(os.path.join(data_dir, f"formatted_{phase}_images.npy"), mmap_mode="r")
-             for phase in datasets.PHASES if os.path.isfile(os.path.join(data_dir, f"formatted_{phase}_images.npy"))}
+    names = {phase: np.load(datasets.images_path(data_dir, phase), mmap_mode="r")
+             for phase in datasets.PHASES if os.path.isfile(datasets.images_path(data_dir, phase))}
     if not names:
         raise UserError(f"{data_dir} holds no formatted_*_images.npy: prepare the dataset first (data/README.md)")
     return names

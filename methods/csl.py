@@ -144,8 +144,10 @@ class TrainingPrior(nn.Module):
         return super().load_state_dict({**state_dict, "count": torch.as_tensor(state_dict["count"])}, strict, assign)
 
 
-PRIOR_RUN = "csl_prior_ignore"      # stage 1 of --csl_prior two_stage, inside the selective run's folder
-PRIOR_MODEL_FILE = "class_prior_model.npy"
+# CSL's files in its run folder (docs/run_folder.md).
+PRIOR_RUN = "csl_prior_ignore"              # stage 1 of --csl_prior two_stage, inside the selective run's folder
+PRIOR_MODEL_FILE = "class_prior_model.npy"  # the prior model's mean, written by a run in another mode
+PRIOR_FILE = "class_prior.npy"              # the prior a selective run used, whatever its source
 
 
 def two_stage_prior(cfg, resume, run):
@@ -214,7 +216,7 @@ def csl_prior(cfg, labels_obs, source, run_dir):
     else:
         prior = load_prior_file(source, labels_obs.num_classes)
     if distributed.is_main():
-        np.save(os.path.join(run_dir, "class_prior.npy"), prior)
+        np.save(os.path.join(run_dir, PRIOR_FILE), prior)
     return prior
 
 

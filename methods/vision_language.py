@@ -8,7 +8,6 @@ numbered (V1, A1, P1, ...) in each docstring.
 """
 import dataclasses
 import math
-import os
 
 import numpy as np
 import torch
@@ -167,7 +166,7 @@ def _pseudo_labels(mode, split, cfg, rule):
     image count), made chunk by chunk from the memory-mapped file: ``rule(scores, positions)`` gives the
     (n, K) bool pseudo-positives of the images at ``positions`` from their dict of (n, K) scores."""
     import zero_shot      # open_clip stays unimported unless a method reads scores
-    num_images = len(np.load(os.path.join(cfg.data_dir, "formatted_train_images.npy"), mmap_mode="r"))
+    num_images = len(np.load(datasets.images_path(cfg.data_dir, "train"), mmap_mode="r"))
     names = datasets.load_class_names(cfg.data_dir, split.labels_obs.num_classes)
     scores = zero_shot.load_scores(cfg.data_dir, mode, cfg.dataset, names, num_images,
                                    path=cfg.method_options["zero_shot_scores"])

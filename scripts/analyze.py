@@ -49,7 +49,7 @@ def read_record(run_dir, name, flag):
 
 
 def train_labels(run_dir, need_truth=True):
-    labels = read_record(run_dir, "train_labels.npz", "--record_losses or --record_labels_for")
+    labels = read_record(run_dir, run_files.TRAIN_LABELS, "--record_losses or --record_labels_for")
     if need_truth and "labels_true" not in labels:
         raise UserError(f"{run_dir}: the training set has no ground truth, which this analysis needs")
     return labels
@@ -69,7 +69,7 @@ def method_name(config):
 
 
 def memorization(run_dir, out_dir):
-    losses = read_record(run_dir, "loss_history.npy", "--record_losses")
+    losses = read_record(run_dir, run_files.LOSS_HISTORY, "--record_losses")
     labels = train_labels(run_dir)
     table = analysis.memorization_table(analysis.highest_loss_epoch(losses), labels["labels_obs"],
                                         labels["labels_true"])
@@ -101,7 +101,7 @@ def precision(run_dirs, out_dir):
 
 
 def trajectories(run_dir, out_dir, max_images=6):
-    states = read_record(run_dir, "label_trajectories.npy", "--record_labels_for N")
+    states = read_record(run_dir, run_files.TRAJECTORIES, "--record_labels_for N")
     labels = train_labels(run_dir, need_truth=False)
     config = read_json(run_dir, run_files.CONFIG)
     names = datasets.load_class_names(config["data_dir"], states.shape[2])

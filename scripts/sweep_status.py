@@ -10,6 +10,7 @@ import os
 import claims
 import run_process
 import tasks
+import run_files
 from run_files import LAST, LOG
 
 MANIFEST = "sweep.json"
@@ -23,9 +24,7 @@ def write_manifest(sweep, save_path):
     known = read_manifest(save_path)
     known.update({task.name: task.result for task in sweep})
     os.makedirs(save_path, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"tasks": [{"name": n, "result": r} for n, r in known.items()]}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    run_files.save({"tasks": [{"name": n, "result": r} for n, r in known.items()]}, path)
 
 
 def read_manifest(save_path):

@@ -62,10 +62,9 @@ def script_evaluation(monkeypatch, val_maps, tested, test_map=42.0):
     monkeypatch.setattr(train, "scores_metrics", scores_metrics)
 
 
-def interrupt_then_resume(monkeypatch, args, exp_name, stop):
+def interrupt(monkeypatch, args, exp_name, stop):
     """Runs main.main(args) as ``exp_name`` until ``stop(calls, a)`` (calls: how many epochs
-    train.train_one_epoch has begun, a: its arguments) says to press Ctrl-C, then resumes it to
-    the end (which must exit 0)."""
+    train.train_one_epoch has begun, a: its arguments) says to press Ctrl-C."""
     real_train_one_epoch = train.train_one_epoch
     calls = []
 
@@ -79,6 +78,11 @@ def interrupt_then_resume(monkeypatch, args, exp_name, stop):
     with pytest.raises(KeyboardInterrupt):
         main.main([*args, "--exp_name", exp_name])
     monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
+
+
+def interrupt_then_resume(monkeypatch, args, exp_name, stop):
+    """``interrupt``, then resume the run to the end (which must exit 0)."""
+    interrupt(monkeypatch, args, exp_name, stop)
     assert main.main([*args, "--exp_name", exp_name, "--resume"]) == 0
 
 

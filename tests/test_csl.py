@@ -158,28 +158,16 @@ def test_a_csl_run_folder_of_0976ac2_resumes(demo_args, tmp_path, monkeypatch):
     """0976ac2 kept CSL's flags at config.json's top level and the prior model's running sums in
     last.pt's "training_prior" (its count an int): such a folder resumes to the uninterrupted run's numbers."""
     import main
-    import torch as torch_
-    import train
-    from helpers import read_log
+    from helpers import interrupt, read_log
     args = demo_args("--mod_scheme", "CSL", "--csl_mode", "ignore", "--num_epochs", "3")
     assert main.main([*args, "--exp_name", "whole"]) == 0
-    real_train_one_epoch, calls = train.train_one_epoch, []
-
-    def interrupted(*a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*a, **kw)
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main.main([*args, "--exp_name", "old"])
-    monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
+    interrupt(monkeypatch, args, "old", lambda calls, a: calls == 3)
     old = tmp_path / "old"
     config = json.loads((old / "config.json").read_text())
     (old / "config.json").write_text(json.dumps({**config, **config.pop("method_options"), "method_options": {}}))
-    checkpoint = torch_.load(old / "last.pt", weights_only=True)
+    checkpoint = torch.load(old / "last.pt", weights_only=True)
     prior = checkpoint.pop("label_estimate")
-    torch_.save({**checkpoint, "label_estimate": None, "training_prior": {"sum": prior["sum"], "count": int(prior["count"])}},
+    torch.save({**checkpoint, "label_estimate": None, "training_prior": {"sum": prior["sum"], "count": int(prior["count"])}},
                 old / "last.pt")
     assert main.main([*args, "--exp_name", "old", "--resume"]) == 0
     assert read_log(old) == read_log(tmp_path / "whole")

@@ -15,7 +15,7 @@ import main
 import methods.cole
 import train
 from config import build_config, get_args_parser
-from helpers import interrupt_then_resume, read_log
+from helpers import interrupt, interrupt_then_resume, read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -187,18 +187,7 @@ def test_a_run_folder_of_0976ac2_resumes(demo_args, tmp_path, monkeypatch, capsy
     numbers of an uninterrupted run, with --llcp_write all, and says so when resumed otherwise."""
     args = demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "5", "--num_epochs", "3", "--llcp_write", "all")
     assert main.main([*args, "--exp_name", "whole"]) == 0
-    real_train_one_epoch = train.train_one_epoch
-    calls = []
-
-    def interrupted(*a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*a, **kw)
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main.main([*args, "--exp_name", "old"])
-    monkeypatch.setattr(train, "train_one_epoch", real_train_one_epoch)
+    interrupt(monkeypatch, args, "old", lambda calls, a: calls == 3)
     old = tmp_path / "old"
     checkpoint = torch.load(old / "last.pt", weights_only=True)
     initial = datasets.load_splits(build_config(get_args_parser().parse_args(args)))["train"].labels_obs.dense()

@@ -363,6 +363,20 @@ def scores_metrics(scores, split, device, desc="eval", class_groups=None, skip_w
     return result
 
 
+def count_written_as_before(history):
+    """LL-Cp's epoch records of 0976ac2 and earlier, in today's terms: LL-Cp wrote every entry it
+    corrected (--llcp_write all), and the cumulative counts had other names."""
+    for record in history:
+        if "num_written" not in record:
+            record["num_written"] = record["num_modified"]
+            if "num_modified_true_pos" in record:
+                record["num_written_true_pos"] = record["num_modified_true_pos"]
+            for old, new in (("num_corrected_total", "num_written_total"),
+                             ("corrected_precision_total", "written_precision_total")):
+                if old in record:
+                    record[new] = record.pop(old)
+
+
 def correction_totals(history):
     """LL-Cp: how many entries are written permanently so far, and the share that is truly positive,
     from the epochs' records. A written entry was unobserved and stays +1 from then on, so it is
@@ -540,6 +554,8 @@ class Training:
                 self.label_estimate.load_state_dict(saved or {})
             self.scaler.load_state_dict(ckpt["scaler"])
             self.state = ckpt["state"]
+            if self.method.writes_labels:
+                count_written_as_before(self.state["history"])
             in_linear_phase = cfg.linear_phase(max(self.state["epoch"], 1))
             reconcile_best_checkpoint(self.paths["best_linear" if in_linear_phase else "best"], self.state,
                                       ckpt["model"], {"label_estimate": ckpt["label_estimate"]} if in_linear_phase else {})

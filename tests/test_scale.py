@@ -183,8 +183,9 @@ def test_the_pre_resized_copy_holds_the_loaders_own_pixels(demo_dir, tmp_path, c
 
 def test_a_run_folder_of_0976ac2_resumes(demo_args, tmp_path, monkeypatch, capsys):
     """A last.pt of before the corrections had their own structure holds the run's whole label matrix,
-    and its config.json no --llcp_write (LL-Cp then wrote every corrected entry): it resumes, to the
-    numbers of an uninterrupted run, with --llcp_write all, and says so when resumed otherwise."""
+    its config.json no --llcp_write (LL-Cp then wrote every corrected entry) and its epoch records no
+    written counts, the cumulative ones under other names: it resumes, to the numbers and records of
+    an uninterrupted run, with --llcp_write all, and says so when resumed otherwise."""
     args = demo_args("--mod_scheme", "LL-Cp", "--delta_rel", "5", "--num_epochs", "3", "--llcp_write", "all")
     assert main.main([*args, "--exp_name", "whole"]) == 0
     interrupt(monkeypatch, args, "old", lambda calls, a: calls == 3)
@@ -193,6 +194,10 @@ def test_a_run_folder_of_0976ac2_resumes(demo_args, tmp_path, monkeypatch, capsy
     initial = datasets.load_splits(build_config(get_args_parser().parse_args(args)))["train"].labels_obs.dense()
     matrix = torch.as_tensor(initial).flatten()
     matrix[checkpoint.pop("corrections")["keys"]] = 1
+    for record in checkpoint["state"]["history"]:
+        del record["num_written"], record["num_written_true_pos"]
+        record["num_corrected_total"] = record.pop("num_written_total")
+        record["corrected_precision_total"] = record.pop("written_precision_total")
     torch.save({**checkpoint, "labels_obs": matrix.view(initial.shape)}, old / "last.pt")
     config = json.loads((old / "config.json").read_text())
     config.pop("max_steps_per_epoch")

@@ -194,11 +194,6 @@ def in_range(low, high, low_open=True, high_open=False):
     return check
 
 
-def one_of(choices):
-    """A Flag check that a value is one of ``choices``."""
-    return lambda value: None if value in choices else f"one of {', '.join(map(str, choices))}"
-
-
 # The families, in the order of --mod_scheme's choices; then any other module of the package.
 FAMILIES = ("large_loss", "cole", "csl", "em", "gr_loss", "vision_language", "boostlu")
 for _module in (*FAMILIES, *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in FAMILIES)):

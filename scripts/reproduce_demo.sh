@@ -7,11 +7,11 @@
 # three seeds): Full label, Naive AN, LL-R, LL-Ct, LL-Cp with the records the analyses need, which
 # change no number, then the methods after the paper (README "Beyond the paper", and the other two
 # BoostLU rows of docs/methods.md) into the same folder; the baselines under Cole et al.'s protocol
-# and CSL (seed 0); LL-Cp writing all k (seeds 0-2); then the analyses (Table 1 and Fig. 1, Fig. 4, Fig. 3, Table 4). "Your own data"
-# has its own four commands. Finished runs are skipped, so an interrupted call continues where it
-# stopped. Everything lands in runs/. Time on the idle 2-core CPU machine: 47 runs of about 45 s
-# (the README's 33 took 25 minutes at ee09fee, the demo's data and backbone included), so about
-# 37 minutes.
+# (seed 0); LL-Cp writing all k (seeds 0-2); the analyses (Table 1 and Fig. 1, Fig. 4, Fig. 3,
+# Table 4); CSL (seed 0). "Your own data" has its own four commands. Finished runs are skipped, so an
+# interrupted call continues where it stopped. Everything lands in runs/. Time on the idle 2-core
+# CPU machine: 47 runs, about 40 minutes (the 44 others took 37 minutes at 08f946f, the demo's data
+# and backbone included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -25,6 +25,9 @@ $PY scripts/collect.py table "$T2"
 # The baselines under Cole et al.'s protocol (one search pair), seed 0.
 $PY scripts/table2_end_to_end.py --demo --seeds 1 --methods WAN LSAN EPR ROLE --save_path runs/baselines
 $PY scripts/collect.py table runs/baselines
+# LL-Cp with the paper's literal write rule (README "Results", docs/differences.md), seeds 0-2.
+$PY scripts/table2_end_to_end.py --demo --seeds 3 --methods LL-Cp --llcp_write all --save_path runs/llcp_all
+$PY scripts/collect.py table runs/llcp_all
 
 $PY scripts/analyze.py memorization "$T2/demo_AN_ll_s0"
 for seed in 0 1 2; do

@@ -38,4 +38,6 @@ for seed in 0 1 2; do
   $PY scripts/analyze.py pointing "$T2/demo_AN_ll_s$seed" "$T2/demo_LL-R_ll_s$seed" "$T2/demo_LL-Ct_ll_s$seed" "$T2/demo_LL-Cp_ll_s$seed"
 done
 # CSL's selective mode with its default two-stage prior (docs/methods.md, "CSL"), seed 0.
-$PY main.py --dataset demo --mod_scheme CSL --arch resnet18 --weights demo --image_size 64 --lr 1e-4 --num_epochs 6 --num_workers 2 --amp none --save_path runs/csl
+# --resume continues an interrupted run (and starts a new one); a finished one is skipped.
+CSL=runs/csl/demo_CSL-selective_resnet18_s0
+[ -f "$CSL/results.json" ] || $PY main.py --dataset demo --mod_scheme CSL --arch resnet18 --weights demo --image_size 64 --lr 1e-4 --num_epochs 6 --num_workers 2 --amp none --save_path runs/csl --resume

@@ -10,8 +10,8 @@
 # (seed 0); LL-Cp writing all k (seeds 0-2); the analyses (Table 1 and Fig. 1, Fig. 4, Fig. 3,
 # Table 4); CSL (seed 0). "Your own data" has its own four commands. Finished runs are skipped, so an
 # interrupted call continues where it stopped. Everything lands in runs/. Time on the idle 2-core
-# CPU machine: 47 runs, about 40 minutes (the 44 others took 37 minutes at 08f946f, the demo's data
-# and backbone included).
+# CPU machine: 47 runs, about 40 minutes (the first 44 took 36.7 minutes at 08f946f, the demo's data
+# and backbone included; a second call, with every run finished, takes about a minute: the analyses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

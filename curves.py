@@ -8,7 +8,6 @@
 Drawn with matplotlib's Agg canvas (no pyplot, no display, no global state), so train.py may call
 draw_run at the end of a run, and scripts/collect.py's ``curves`` command draws finished ones.
 """
-import json
 import math
 import os
 
@@ -19,18 +18,9 @@ PANEL_WIDTH, PANEL_HEIGHT = 4.5, 3.5        # inches per panel; the figure is on
 DPI = 120
 
 
-def read_records(run_dir):
-    """The per-epoch records of ``run_dir``'s log.jsonl (``run_files.read_log``)."""
-    return run_files.read_log(run_dir)
-
-
 def read_best_epoch(run_dir):
     """results.json's best_epoch, or None where the run has not finished (no results.json)."""
-    path = os.path.join(run_dir, run_files.RESULTS)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f).get("best_epoch")
+    return run_files.read_json(run_dir, run_files.RESULTS).get("best_epoch") if run_files.finished(run_dir) else None
 
 
 def panels(records):
@@ -96,7 +86,7 @@ def draw_run(run_dir, out=None):
     the truth is known, the precision of modification (``analysis.precision_curves``: each epoch's
     modified entries, and LL-Cp's written ones, truly positive), titled with how many entries were
     modified (and written). A run without results.json (still running) is drawn without the mark."""
-    records = read_records(run_dir)
+    records = run_files.read_log(run_dir)
     best_epoch = read_best_epoch(run_dir)
     names = panels(records)
     fig, axes = _figure(len(names))
@@ -128,7 +118,7 @@ def draw_runs(run_dirs, out):
     fig, (ax_map, ax_loss) = _figure(2)
     colors = [f"C{i % 10}" for i in range(len(run_dirs))]
     for run_dir, color in zip(run_dirs, colors):
-        records = read_records(run_dir)
+        records = run_files.read_log(run_dir)
         name = os.path.basename(os.path.normpath(run_dir))
         ax_map.plot(*_series(records, "val_map"), marker="o", markersize=3, color=color, label=name)
         _mark_best(ax_map, records, read_best_epoch(run_dir), color=color)

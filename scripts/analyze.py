@@ -37,8 +37,7 @@ def read_json(run_dir, name):
     path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
         raise UserError(f"{path} is missing: is {run_dir} a run folder (runs/<exp_name>)?")
-    with open(path) as f:
-        return json.load(f)
+    return run_files.read_json(run_dir, name)
 
 
 def read_record(run_dir, name, flag):
@@ -73,7 +72,7 @@ def memorization(run_dir, out_dir):
     labels = train_labels(run_dir)
     table = analysis.memorization_table(analysis.highest_loss_epoch(losses), labels["labels_obs"],
                                         labels["labels_true"])
-    print(f"Table 1 ({method_name(read_json(run_dir, 'config.json'))}, {losses.shape[0]} epochs, "
+    print(f"Table 1 ({method_name(read_json(run_dir, run_files.CONFIG))}, {losses.shape[0]} epochs, "
           f"{run_dir}): in which epoch each training entry's loss is highest")
     print(analysis.format_memorization_table(table))
     path = os.path.join(out_dir, "loss_curves.png")

@@ -7,6 +7,7 @@ import pytest
 from matplotlib.image import imread
 
 import curves
+import run_files
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import collect  # noqa: E402
@@ -41,8 +42,8 @@ def png_shape(path):
 
 def test_a_run_draws_two_panels_and_an_ll_run_with_truth_three(tmp_path):
     plain, ll = fake_run(tmp_path, "AN"), fake_run(tmp_path, "LL-R", precision=True)
-    assert curves.panels(curves.read_records(plain)) == ["val_map", "train_loss"]
-    assert curves.panels(curves.read_records(ll)) == ["val_map", "train_loss", "modification_precision"]
+    assert curves.panels(run_files.read_log(plain)) == ["val_map", "train_loss"]
+    assert curves.panels(run_files.read_log(ll)) == ["val_map", "train_loss", "modification_precision"]
     assert curves.draw_run(plain) == os.path.join(plain, "curves.png")
     assert curves.draw_run(str(ll)) == os.path.join(ll, "curves.png")
     (h2, w2), (h3, w3) = png_shape(plain / "curves.png"), png_shape(ll / "curves.png")

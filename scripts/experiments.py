@@ -25,7 +25,6 @@ pascal_WAN_cole_b8_lr0.001_s0, pascal_WAN_cole_li-cole_linear_b16_lr0.0001_s0.
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -86,13 +85,10 @@ class BestOf:
 
     def flags(self, save_path):
         """The best candidate's flags, or None while one has no results.json yet."""
-        scores = {}
-        for name in self.candidates:
-            path = os.path.join(save_path, name, run_files.RESULTS)
-            if not os.path.exists(path):
-                return None
-            with open(path) as f:
-                scores[name] = json.load(f)["best_val_map"]
+        folders = {name: os.path.join(save_path, name) for name in self.candidates}
+        if not all(map(run_files.finished, folders.values())):
+            return None
+        scores = {name: run_files.read_json(folder, run_files.RESULTS)["best_val_map"] for name, folder in folders.items()}
         return self.candidates[max(self.candidates, key=scores.get)]
 
     def placeholder(self):
